@@ -1,0 +1,3 @@
+"""gsenet: train and search the Guided Speech Enhancement Network (GSENet) at scale."""
+
+__version__ = "0.1.0"

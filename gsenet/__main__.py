@@ -1,0 +1,3 @@
+from gsenet.cli import main
+
+raise SystemExit(main())

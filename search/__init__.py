@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps over GSENet configs (Ray Tune + Optuna)."""
