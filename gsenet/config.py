@@ -102,7 +102,9 @@ class LossConfig:
     def validate(self) -> None:
         for name in ("multires_stft", "compressed_spectral", "si_sdr"):
             _check(getattr(self, name) >= 0, f"loss.{name}", "weights must be >= 0")
-        _check(self.multires_stft + self.compressed_spectral + self.si_sdr > 0, "loss", "at least one weight must be > 0")
+        _check(
+            self.multires_stft + self.compressed_spectral + self.si_sdr > 0, "loss", "at least one weight must be > 0"
+        )
         _check(len(self.stft_resolutions) > 0, "loss.stft_resolutions", "needs at least one (n_fft, hop)")
         for res in self.stft_resolutions:
             _check(len(res) == 2 and res[0] >= res[1] > 0, "loss.stft_resolutions", f"bad (n_fft, hop) {res}")

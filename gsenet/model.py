@@ -1,0 +1,438 @@
+"""GSENet: the Guided Speech Enhancement Network (Yang et al., ICASSP 2023), causal and streamable.
+
+Read top to bottom:
+1. `CausalSTFT`: framing that only looks back, so output length == input length for any length.
+2. Blocks: `CausalConv2d` (time-causal, frequency-centred), `TimeDilatedBlock`, `EncoderBlock`,
+   `DecoderBlock`.
+3. `GSENet`: 7x7 input conv, 5 encoder blocks, a time-dilated bottleneck, 5 mirrored decoder blocks
+   with skip connections, 7x7 output conv to a complex spectrum (or mask), inverse STFT.
+4. `GSENetStreamer`: the same modules run one hop at a time with their own state; its output equals
+   the offline model's (tests/test_model.py checks both).
+
+Tensors inside the network are (batch, channels, time frames, frequency bins). Every convolution
+pads time on the left only, so frame t never sees frame t+1. A block with time stride 2 produces
+frame j from input frames <= 2j, and its decoder mirror gives frames 2j and 2j+1 from that frame j:
+both are causal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gsenet.config import ModelConfig
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. Causal STFT
+# ----------------------------------------------------------------------------------------------
+class CausalSTFT(nn.Module):
+    """Hann-window STFT whose frame t ends at sample (t + 1) * hop, and its overlap-add inverse.
+
+    The signal is left-padded by n_fft - hop zeros, so frame t covers samples
+    [(t + 1) * hop - n_fft, (t + 1) * hop): it never reaches past the hop it ends on. After the
+    ceil(L / hop) frames that end inside the signal come n_fft / hop - 1 frames over its zero-padded
+    end, so that every output sample is overlap-added from all the frames that cover it (dividing
+    by the summed squared window is then well conditioned everywhere, including the last samples).
+    The streaming model produces those extra frames in `flush()`.
+    """
+
+    def __init__(self, n_fft: int, hop: int):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
+
+    def num_frames(self, length: int) -> int:
+        return -(-length // self.hop) + self.n_fft // self.hop - 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, L) real -> (B, T, F) complex, T = num_frames(L)."""
+        length = x.shape[-1]
+        pad_right = (self.num_frames(length) * self.hop) - length
+        x = F.pad(x, (self.n_fft - self.hop, pad_right))
+        framed = x.unfold(-1, self.n_fft, self.hop)  # (B, T, n_fft)
+        return torch.fft.rfft(framed * self.window, dim=-1)
+
+    def frames_to_samples(self, spec: Tensor) -> Tensor:
+        """(B, T, F) complex -> windowed time frames (B, T, n_fft), ready for overlap-add."""
+        return torch.fft.irfft(spec, n=self.n_fft, dim=-1) * self.window
+
+    def inverse(self, spec: Tensor, length: int) -> Tensor:
+        """(B, T, F) complex -> (B, length) real."""
+        batch, frames, _ = spec.shape
+        chunks = self.frames_to_samples(spec).transpose(1, 2)  # (B, n_fft, T)
+        total = (frames - 1) * self.hop + self.n_fft
+        out = F.fold(chunks, (1, total), (1, self.n_fft), stride=(1, self.hop)).reshape(batch, total)
+        norm = self.window_sum(frames, total, spec.device)
+        start = self.n_fft - self.hop
+        return out[:, start : start + length] / norm[start : start + length]
+
+    def window_sum(self, frames: int, total: int, device: torch.device) -> Tensor:
+        squared = (self.window**2).to(device).reshape(1, self.n_fft, 1).expand(1, self.n_fft, frames)
+        norm = F.fold(squared, (1, total), (1, self.n_fft), stride=(1, self.hop)).reshape(total)
+        return norm.clamp_min(1e-8)
+
+
+def safe_magnitude(spec: Tensor, eps: float = 1e-8) -> Tensor:
+    """|spec| with a finite gradient at 0 (complex abs has a NaN gradient there)."""
+    return (spec.real.pow(2) + spec.imag.pow(2) + eps).sqrt()
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Blocks
+# ----------------------------------------------------------------------------------------------
+class CausalConv2d(nn.Module):
+    """2-D conv over (time, frequency): causal in time (left padding), centred in frequency."""
+
+    def __init__(self, cin: int, cout: int, kernel=(3, 3), stride=(1, 1), dilation=(1, 1), lookahead: int = 0):
+        super().__init__()
+        kt, kf = kernel
+        self.time_context = (kt - 1) * dilation[0]  # past frames the kernel sees
+        self.lookahead = lookahead  # future frames the kernel sees (only the input conv)
+        self.time_stride = stride[0]
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=(0, dilation[1] * (kf - 1) // 2), dilation=dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 0, self.time_context - self.lookahead, self.lookahead)))
+
+    def step(self, frame: Tensor, state: dict, emit: bool = True) -> Tensor | None:
+        """One new input frame (B, C, 1, F). Returns one output frame, or None when not `emit`
+        (a time-strided conv only produces every `time_stride`-th frame)."""
+        history = state.get(self)
+        if history is None:
+            history = frame.new_zeros(frame.shape[0], frame.shape[1], self.time_context, frame.shape[3])
+        window = torch.cat([history, frame], dim=2)
+        state[self] = window[:, :, 1:]
+        if not emit:
+            return None
+        # The window holds exactly one kernel's span; stride is irrelevant for a single output.
+        stride = (1, self.conv.stride[1])
+        return F.conv2d(window, self.conv.weight, self.conv.bias, stride, self.conv.padding, self.conv.dilation)
+
+
+class TimeDilatedBlock(nn.Module):
+    """`depth` residual causal convs with time dilations 3, 9, 27, ...: a long causal context."""
+
+    def __init__(self, channels: int, depth: int, negative_slope: float):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            CausalConv2d(channels, channels, (3, 3), dilation=(3**k, 1)) for k in range(1, depth + 1)
+        )
+        self.act = nn.LeakyReLU(negative_slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for conv in self.convs:
+            x = x + self.act(conv(x))
+        return x
+
+    def step(self, x: Tensor, state: dict) -> Tensor:
+        for conv in self.convs:
+            x = x + self.act(conv.step(x, state))
+        return x
+
+
+class EncoderBlock(nn.Module):
+    """conv -> [time-dilated block] -> strided conv, plus a 1x1 strided projection residual.
+
+    Returns (skip, down): the full-resolution features for the decoder and the downsampled output.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: tuple[int, int], depth: int, slope: float):
+        super().__init__()
+        self.conv = CausalConv2d(cin, cin, (3, 3))
+        self.tdb = TimeDilatedBlock(cin, depth, slope) if depth > 0 else None
+        self.down = CausalConv2d(cin, cout, (3, 3), stride=stride)
+        self.project = CausalConv2d(cin, cout, (1, 1), stride=stride)
+        self.act = nn.LeakyReLU(slope)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        skip = self.act(self.conv(x))
+        if self.tdb is not None:
+            skip = self.tdb(skip)
+        return skip, self.act(self.down(skip)) + self.project(x)
+
+    def step(self, x: Tensor, state: dict, emit: bool) -> tuple[Tensor, Tensor | None]:
+        skip = self.act(self.conv.step(x, state))
+        if self.tdb is not None:
+            skip = self.tdb.step(skip, state)
+        down = self.down.step(skip, state, emit)
+        project = self.project.step(x, state, emit)
+        return skip, None if down is None else self.act(down) + project
+
+
+class DecoderBlock(nn.Module):
+    """Transposed conv up (time and frequency), concat the encoder skip, conv, [time-dilated block]."""
+
+    def __init__(self, cin: int, cout: int, stride: tuple[int, int], freq_pad: int, depth: int, slope: float):
+        super().__init__()
+        # Time kernel == time stride: output frames s*j .. s*j+s-1 all come from input frame j only.
+        self.up = nn.ConvTranspose2d(
+            cin, cout, (stride[0], 3), stride, padding=(0, 1), output_padding=(0, freq_pad) if stride[1] > 1 else 0
+        )
+        self.fuse = CausalConv2d(2 * cout, cout, (3, 3))
+        self.tdb = TimeDilatedBlock(cout, depth, slope) if depth > 0 else None
+        self.act = nn.LeakyReLU(slope)
+
+    def upsample(self, x: Tensor, frames: int) -> Tensor:
+        return self.act(self.up(x))[:, :, :frames]  # drop the frame past the end for odd lengths
+
+    def merge(self, up: Tensor, skip: Tensor, state: dict | None = None) -> Tensor:
+        joined = torch.cat([up, skip], dim=1)
+        out = self.act(self.fuse(joined) if state is None else self.fuse.step(joined, state))
+        if self.tdb is not None:
+            out = self.tdb(out) if state is None else self.tdb.step(out, state)
+        return out
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        return self.merge(self.upsample(x, skip.shape[2]), skip)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. The network
+# ----------------------------------------------------------------------------------------------
+class GSENet(nn.Module):
+    """beamformer output + reference mic (waveforms) -> enhanced waveform, same length."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        widths = cfg.effective_widths
+        slope = cfg.negative_slope
+        self.stft = CausalSTFT(cfg.n_fft, cfg.hop)
+        self.input_conv = CausalConv2d(cfg.in_channels, widths[0], (7, 7), lookahead=cfg.lookahead_frames)
+        freqs = [cfg.n_freqs]  # frequency bins at each level, to mirror them exactly in the decoder
+        for _ in range(5):
+            freqs.append((freqs[-1] - 1) // cfg.freq_stride + 1)
+        strides = [(cfg.time_strides[i], cfg.freq_stride) for i in range(5)]
+        depth = cfg.dilation_depth
+        self.encoders = nn.ModuleList(
+            EncoderBlock(widths[i], widths[i + 1], strides[i], depth if cfg.encoder_tdb[i] else 0, slope)
+            for i in range(5)
+        )
+        self.bottleneck = TimeDilatedBlock(widths[5], max(depth, 1), slope)
+        self.decoders = nn.ModuleList(
+            DecoderBlock(
+                widths[i + 1],
+                widths[i],
+                strides[i],
+                freqs[i] - ((freqs[i + 1] - 1) * cfg.freq_stride + 1),
+                depth if cfg.decoder_tdb[i] else 0,
+                slope,
+            )
+            for i in range(5)
+        )
+        self.output_conv = CausalConv2d(widths[0], 2, (7, 7))
+        self.act = nn.LeakyReLU(slope)
+
+    # -- shared pieces of the offline and streaming paths ------------------------------------
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic latency: the STFT window minus one hop, plus any lookahead frames."""
+        return self.cfg.n_fft - self.cfg.hop + self.cfg.lookahead_frames * self.cfg.hop
+
+    def features(self, beam_spec: Tensor, ref_spec: Tensor) -> Tensor:
+        """Complex spectra (B, T, F) -> network input (B, C, T, F): real/imag parts, compressed."""
+        chosen = {"beam+ref": [beam_spec, ref_spec], "beam": [beam_spec], "ref": [ref_spec]}[self.cfg.inputs]
+        parts = []
+        for spec in chosen:
+            spec = self.compress(spec)
+            parts += [spec.real, spec.imag]
+        return torch.stack(parts, dim=1)
+
+    def compress(self, spec: Tensor) -> Tensor:
+        c = self.cfg.compress_exponent
+        if c == 1.0:
+            return spec
+        return spec * safe_magnitude(spec) ** (c - 1)
+
+    def to_spectrum(self, out: Tensor, beam_spec: Tensor) -> Tensor:
+        """Network output (B, 2, T, F) -> enhanced complex spectrum (B, T, F)."""
+        estimate = torch.complex(out[:, 0], out[:, 1])
+        if self.cfg.output_mode == "mask":
+            return estimate * beam_spec
+        c = self.cfg.compress_exponent
+        if c == 1.0:
+            return estimate
+        return estimate * safe_magnitude(estimate) ** (1 / c - 1)  # undo the input compression
+
+    # -- offline ------------------------------------------------------------------------------
+    def forward(self, beam: Tensor, ref: Tensor) -> Tensor:
+        if beam.shape != ref.shape or beam.dim() != 2:
+            raise ValueError(
+                f"GSENet expects beam and ref of equal shape (batch, time), got {beam.shape} and {ref.shape}"
+            )
+        length = beam.shape[-1]
+        beam_spec, ref_spec = self.stft(beam), self.stft(ref)
+        x = self.act(self.input_conv(self.features(beam_spec, ref_spec)))
+        x = self._unet(x, 0)
+        return self.stft.inverse(self.to_spectrum(self.output_conv(x), beam_spec), length)
+
+    def _unet(self, x: Tensor, level: int) -> Tensor:
+        if level == 5:
+            return self.bottleneck(x)
+        skip, down = self.encoders[level](x)
+        return self.decoders[level](self._unet(down, level + 1), skip)
+
+    def streamer(self, batch_size: int = 1) -> GSENetStreamer:
+        return GSENetStreamer(self, batch_size)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Streaming: one hop in, one hop out
+# ----------------------------------------------------------------------------------------------
+class GSENetStreamer:
+    """Runs a GSENet one hop at a time, keeping every conv's past frames as state.
+
+    `step(beam_hop, ref_hop)` takes (B, hop) samples of each signal and returns (B, hop) enhanced
+    samples delayed by `model.latency_samples` (the first ones are silence); `flush()` returns the
+    rest. Concatenated, `stream[latency : latency + L]` equals `model(beam, ref)` (float rounding).
+    """
+
+    def __init__(self, model: GSENet, batch_size: int = 1):
+        self.model, self.cfg = model, model.cfg
+        self.batch_size = batch_size
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        n_fft, hop = self.cfg.n_fft, self.cfg.hop
+        self.input_buffer = torch.zeros(batch_size, 2, n_fft, device=self.device, dtype=self.dtype)
+        self.output_buffer = torch.zeros(batch_size, n_fft, device=self.device, dtype=self.dtype)
+        self.norm_partial = torch.zeros(n_fft, device=self.device, dtype=self.dtype)
+        self.state: dict = {}
+        self.level_frames = [0] * 5  # frames seen so far at each encoder level
+        self.upsampled: list[Tensor | None] = [None] * 5  # decoder upsampling cache per level
+        self.pending_specs: list[Tensor] = []  # beam spectra waiting out the lookahead
+        self.frames_in = 0
+        self.ola_position = hop - n_fft  # original-signal index of output_buffer[0]
+
+    @torch.inference_mode()
+    def step(self, beam_hop: Tensor, ref_hop: Tensor) -> Tensor:
+        hop = self.cfg.hop
+        expected = (self.batch_size, hop)
+        if tuple(beam_hop.shape) != expected or tuple(ref_hop.shape) != expected:
+            raise ValueError(
+                f"step expects beam and ref hops of shape {expected}, got {beam_hop.shape}, {ref_hop.shape}"
+            )
+        new = torch.stack([beam_hop, ref_hop], dim=1).to(self.device, self.dtype)
+        self.input_buffer = torch.cat([self.input_buffer[:, :, hop:], new], dim=2)
+        spec = torch.fft.rfft(self.input_buffer * self.model.stft.window, dim=-1)  # (B, 2, F)
+        return self._push_frame(spec[:, 0], spec[:, 1])
+
+    @torch.inference_mode()
+    def flush(self) -> Tensor:
+        """Feed the zero-padded end (as the offline STFT does) and drain the lookahead."""
+        hop, outputs = self.cfg.hop, []
+        silence = torch.zeros(self.batch_size, hop, device=self.device, dtype=self.dtype)
+        for _ in range(self.cfg.n_fft // hop - 1):
+            outputs.append(self.step(silence, silence))
+        zero = torch.zeros(self.batch_size, self.cfg.n_freqs, device=self.device, dtype=torch.complex64)
+        for _ in range(self.cfg.lookahead_frames):  # offline pads features with zero frames
+            outputs.append(self._push_frame(zero, zero, features_are_zero=True))
+        return torch.cat(outputs, dim=1)
+
+    def _push_frame(self, beam_spec: Tensor, ref_spec: Tensor, features_are_zero: bool = False) -> Tensor:
+        model, cfg = self.model, self.cfg
+        if features_are_zero:
+            feats = torch.zeros(self.batch_size, cfg.in_channels, 1, cfg.n_freqs, device=self.device, dtype=self.dtype)
+        else:
+            feats = model.features(beam_spec.unsqueeze(1), ref_spec.unsqueeze(1))
+        self.pending_specs.append(beam_spec)
+        x = model.input_conv.step(feats, self.state)
+        self.frames_in += 1
+        if self.frames_in <= cfg.lookahead_frames:  # output frame t - lookahead is not defined yet
+            return torch.zeros(self.batch_size, cfg.hop, device=self.device, dtype=self.dtype)
+        current_beam = self.pending_specs.pop(0)
+        x = self._unet_step(model.act(x), 0)
+        spec = model.to_spectrum(model.output_conv.step(x, self.state), current_beam.unsqueeze(1))
+        return self._overlap_add(spec[:, 0])
+
+    def _unet_step(self, x: Tensor, level: int) -> Tensor:
+        if level == 5:
+            return self.model.bottleneck.step(x, self.state)
+        stride = self.cfg.time_strides[level]
+        emit = self.level_frames[level] % stride == 0
+        skip, down = self.model.encoders[level].step(x, self.state, emit)
+        if down is not None:  # a new low-rate frame: run the levels below and upsample it
+            deeper = self._unet_step(down, level + 1)
+            self.upsampled[level] = self.model.decoders[level].upsample(deeper, stride)
+        up = self.upsampled[level][:, :, self.level_frames[level] % stride].unsqueeze(2)
+        self.level_frames[level] += 1
+        return self.model.decoders[level].merge(up, skip, self.state)
+
+    def _overlap_add(self, spec: Tensor) -> Tensor:
+        hop, n_fft = self.cfg.hop, self.cfg.n_fft
+        frame = self.model.stft.frames_to_samples(spec.unsqueeze(1))[:, 0]  # (B, n_fft)
+        self.output_buffer = self.output_buffer + frame
+        window_sq = self.model.stft.window**2
+        self.norm_partial = self.norm_partial + window_sq
+        # The oldest hop of the buffer now has all its frames: emit it and shift.
+        out = self.output_buffer[:, :hop] / self.norm_partial[:hop].clamp_min(1e-8)
+        if self.ola_position < 0:  # samples before the signal started: silence, not window edges
+            out[:, : min(hop, -self.ola_position)] = 0
+        self.ola_position += hop
+        self.output_buffer = F.pad(self.output_buffer[:, hop:], (0, hop))
+        self.norm_partial = F.pad(self.norm_partial[hop:], (0, hop))
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Introspection: parameters and MACs
+# ----------------------------------------------------------------------------------------------
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_summary(cfg: ModelConfig) -> dict:
+    """Parameters per block and multiply-accumulates per second of audio (convolutions only)."""
+    model = GSENet(cfg).eval()
+    macs: dict[str, int] = {}
+
+    def hook(name: str):
+        def count(module: nn.Module, inputs, output):
+            kernel = math.prod(module.kernel_size) * module.in_channels // module.groups
+            if isinstance(module, nn.ConvTranspose2d):  # every input element touches the kernel
+                macs[name] = (
+                    macs.get(name, 0)
+                    + inputs[0].numel()
+                    // inputs[0].shape[0]
+                    * module.out_channels
+                    * math.prod(module.kernel_size)
+                    // module.groups
+                )
+            else:
+                macs[name] = macs.get(name, 0) + output.numel() // output.shape[0] * kernel
+
+        return count
+
+    blocks = {"input_conv": model.input_conv, "bottleneck": model.bottleneck, "output_conv": model.output_conv}
+    blocks.update({f"encoder{i + 1}": m for i, m in enumerate(model.encoders)})
+    blocks.update({f"decoder{i + 1}": m for i, m in enumerate(model.decoders)})
+    handles = []
+    for name, block in blocks.items():
+        for module in block.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                handles.append(module.register_forward_hook(hook(name)))
+    seconds = 4  # long enough that the n_fft/hop - 1 frames over the padded end are negligible
+    with torch.inference_mode():
+        model(torch.zeros(1, seconds * cfg.sample_rate), torch.zeros(1, seconds * cfg.sample_rate))
+    for handle in handles:
+        handle.remove()
+    order = ["input_conv"] + [f"encoder{i}" for i in range(1, 6)] + ["bottleneck"]
+    order += [f"decoder{i}" for i in range(5, 0, -1)] + ["output_conv"]
+    rows = [
+        {"block": name, "params": count_parameters(blocks[name]), "macs_per_s": macs.get(name, 0) // seconds}
+        for name in order
+    ]
+    return {
+        "config": asdict(cfg),
+        "widths": list(cfg.effective_widths),
+        "params": count_parameters(model),
+        "macs_per_s": sum(r["macs_per_s"] for r in rows),
+        # A hop is buffered, then the output lags by n_fft - hop (+ lookahead): window + lookahead.
+        "latency_ms": 1000 * (model.latency_samples + cfg.hop) / cfg.sample_rate,
+        "blocks": rows,
+    }
