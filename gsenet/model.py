@@ -364,7 +364,7 @@ class GSENetStreamer:
         return self.model.decoders[level].merge(up, skip, self.state)
 
     def _overlap_add(self, spec: Tensor) -> Tensor:
-        hop, n_fft = self.cfg.hop, self.cfg.n_fft
+        hop = self.cfg.hop
         frame = self.model.stft.frames_to_samples(spec.unsqueeze(1))[:, 0]  # (B, n_fft)
         self.output_buffer = self.output_buffer + frame
         window_sq = self.model.stft.window**2
