@@ -110,10 +110,12 @@ def diffuse_noise(
     spec = stft(source, n_fft, hop)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     gamma = diffuse_coherence(mic_xyz, freqs)
-    # Mixing matrix C with C^H C = Gamma (eigendecomposition, robust where Gamma is near-singular).
+    # Mixing matrix: the symmetric square root of Gamma (V sqrt(L) V^H). Unlike V sqrt(L) alone it
+    # varies smoothly with frequency (eigenvector signs and order may jump between bins), which
+    # keeps the mixed STFT consistent, so the coherence survives the inverse STFT.
     vals, vecs = np.linalg.eigh(gamma)
-    mix = np.sqrt(np.clip(vals, 0, None))[:, :, None] * np.conj(np.swapaxes(vecs, -1, -2))
-    mixed = np.einsum("fkm,kft->mft", mix, spec)
+    mix = (vecs * np.sqrt(np.clip(vals, 0, None))[:, None, :]) @ np.conj(np.swapaxes(vecs, -1, -2))
+    mixed = np.einsum("fmk,kft->mft", mix, spec)
     return istft(mixed, n_samples, n_fft, hop)
 
 

@@ -82,4 +82,5 @@ def test_diffuse_noise_has_diffuse_coherence():
     power = np.real(np.einsum("fmm->fm", cov))
     coherence = np.real(cov[:, 0, 1]) / np.sqrt(power[:, 0] * power[:, 1])
     expected = diffuse_coherence(mics, np.fft.rfftfreq(256, 1 / FS))[:, 0, 1]
-    np.testing.assert_allclose(coherence[1:-1], expected[1:-1], atol=0.1)
+    error = np.abs(coherence - expected)[1:-1]
+    assert error.mean() < 0.04 and error.max() < 0.2  # estimation noise of ~1000 frames
