@@ -1,0 +1,103 @@
+"""Optuna behind Ray Tune, telling Optuna the truth about early-stopped trials.
+
+Ray's `OptunaSearch` tells Optuna that a trial ASHA stopped after 2 of 20 epochs is COMPLETE with
+its epoch-2 loss. TPE then compares that truncated score with the final scores of full trials and
+learns that "stopped early" configurations are good or bad for the wrong reason. Here a trial that
+ends before `max_epochs` (stopped by ASHA or by the time budget) is told as PRUNED (Optuna keeps
+its last intermediate value and ranks it below complete trials, as its own pruners do), an errored
+trial as FAIL, and only a trial that ran every epoch as COMPLETE. Intermediate values are keyed by
+the reported `epoch`, not Tune's `training_iteration`, so they stay right after a sweep is resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from search.space import SearchSpace, SweepSettings
+
+logger = logging.getLogger(__name__)
+EPOCH_KEY = "epoch"
+
+
+class PrunedAwareOptunaSearch(OptunaSearch):
+    """`OptunaSearch` that reports ASHA-stopped trials as PRUNED and errors as FAIL."""
+
+    def __init__(self, *args: Any, max_epochs: int, epoch_key: str = EPOCH_KEY, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.max_epochs = max_epochs
+        self.epoch_key = epoch_key
+        self._last_epoch: dict[str, int] = {}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or self.metric not in result:
+            return
+        epoch = int(result.get(self.epoch_key, result.get("training_iteration", 0)))
+        self._last_epoch[trial_id] = max(epoch, self._last_epoch.get(trial_id, 0))
+        value = result[self.metric]
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self._ot_trials[trial_id].report(float(value), epoch)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        state, value = self.final_state(trial_id, result, error)
+        try:
+            self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
+        except Exception as exc:  # e.g. the study row was finished by an earlier driver
+            logger.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)
+
+    def final_state(self, trial_id: str, result: dict | None, error: bool) -> tuple[TrialState, float | None]:
+        """(Optuna state, value) of a finished trial: COMPLETE only if it ran every epoch."""
+        if error:
+            return TrialState.FAIL, None
+        result = result or {}
+        epoch = max(int(result.get(self.epoch_key, 0) or 0), self._last_epoch.get(trial_id, 0))
+        value = result.get(self.metric)
+        finite = isinstance(value, (int, float)) and math.isfinite(value)
+        if epoch >= self.max_epochs and finite:
+            return TrialState.COMPLETE, float(value)
+        return (TrialState.PRUNED, None) if epoch > 0 else (TrialState.FAIL, None)
+
+
+def make_sampler(settings: SweepSettings) -> optuna.samplers.BaseSampler:
+    if settings.searcher == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    # Optuna 5 defaults changed (constant_liar on, multivariate unset): be explicit. `group` lets
+    # the multivariate model handle conditional parameters.
+    return optuna.samplers.TPESampler(
+        seed=settings.seed,
+        multivariate=True,
+        group=True,
+        constant_liar=True,
+        n_startup_trials=settings.n_startup_trials,
+    )
+
+
+def optuna_storage(url: str) -> optuna.storages.BaseStorage | None:
+    """An RDB storage for `sqlite:///...` (or any SQLAlchemy URL); None = in memory."""
+    if not url:
+        return None
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}} if "sqlite" in url else {})
+
+
+def make_searcher(
+    space: SearchSpace, settings: SweepSettings, max_epochs: int, storage_url: str = "", study_name: str = ""
+) -> PrunedAwareOptunaSearch:
+    """The sweep's searcher: define-by-run over `space`, persisted in `storage_url` as `study_name`."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return PrunedAwareOptunaSearch(
+        space=space,
+        metric=settings.metric,
+        mode=settings.resolved_mode(),
+        sampler=make_sampler(settings),
+        study_name=study_name or None,
+        storage=optuna_storage(storage_url),
+        max_epochs=max_epochs,
+    )
