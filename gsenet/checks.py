@@ -157,7 +157,7 @@ def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int)
             err(f"{path}: {s.nonfinite} NaN/Inf samples; fix the pipeline that wrote it and re-export")
         elif s.frames == 0:
             err(f"{path}: holds no samples; re-export it or remove the recording")
-        elif s.rms_db < SILENCE_DB:
+        elif _silent(s):
             message = f"{path}: silent (RMS {s.rms_db:.0f} dBFS); check the microphone and the export"
             if critical:  # a silent target or input cannot be learned from (and SI-SDR is undefined)
                 err(message + ", or remove the recording")
@@ -259,7 +259,7 @@ class DatasetReport:
                 "sample_rates": _counts(r.sample_rate for r in recs if r.sample_rate),
                 "channels": _counts(r.channels for r in recs),
                 "clipped_files": sum(s.clipped / max(s.frames, 1) > CLIP_WARN_FRACTION for r in recs for s in r.files),
-                "silent_files": sum(s.rms_db < SILENCE_DB and not s.nonfinite for r in recs for s in r.files),
+                "silent_files": sum(_silent(s) for r in recs for s in r.files),
                 "nonfinite_files": sum(s.nonfinite > 0 for r in recs for s in r.files),
                 "length_mismatches": sum(r.length_mismatch for r in recs),
                 "short_for_training": sum(r.short for r in recs),
@@ -325,6 +325,10 @@ class DatasetReport:
                 + "\n".join(_listed(errors))
                 + f"\nfix them (`gsenet data check {self.root}` lists everything){hint}"
             )
+
+
+def _silent(s: FileStats) -> bool:
+    return s.channels == 1 and s.frames > 0 and not s.nonfinite and s.rms_db < SILENCE_DB
 
 
 def _counts(values) -> dict:
