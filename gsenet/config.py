@@ -181,12 +181,17 @@ class TrainConfig:
     storage_path: str = ""  # Ray Train results ("" = ./gsenet_runs; gs://... on clusters)
     name: str = ""  # run name ("" = derived from the config)
     metric_subset: int = 4  # validation recordings scored with PESQ/STOI and logged as audio
+    log_every: int = 20  # print loss, lr and seconds of audio trained per second every N steps (rank 0)
+    preemption_check_every: int = 10  # ask Ray whether a node is being preempted every N steps (0 = never)
 
     def validate(self) -> None:
         _check(self.epochs > 0 and self.steps_per_epoch > 0, "train.epochs", "epochs and steps must be positive")
         _check(self.num_workers > 0, "train.num_workers", "must be positive")
         _check(self.gpus_per_worker >= 0, "train.gpus_per_worker", "must be >= 0")
         _check(self.precision in ("auto", "bf16", "fp32"), "train.precision", "must be auto, bf16 or fp32")
+        _check(self.log_every > 0, "train.log_every", "must be positive")
+        _check(self.preemption_check_every >= 0, "train.preemption_check_every", "must be >= 0")
+        _check(self.keep_checkpoints > 0, "train.keep_checkpoints", "must be positive")
 
 
 @dataclass
