@@ -86,7 +86,12 @@ def safe_magnitude(spec: Tensor, eps: float = 1e-8) -> Tensor:
 # 2. Blocks
 # ----------------------------------------------------------------------------------------------
 class CausalConv2d(nn.Module):
-    """2-D conv over (time, frequency): causal in time (left padding), centred in frequency."""
+    """2-D conv over (time, frequency): causal in time, centred in frequency.
+
+    The conv pads time by `time_context - lookahead` on both sides (mkldnn pads internally, which is
+    cheaper than an explicit F.pad copy) and the surplus frames at the end are dropped: frame t then
+    sees frames t - time_context + lookahead .. t + lookahead, exactly as left padding would give.
+    """
 
     def __init__(self, cin: int, cout: int, kernel=(3, 3), stride=(1, 1), dilation=(1, 1), lookahead: int = 0):
         super().__init__()
@@ -94,10 +99,13 @@ class CausalConv2d(nn.Module):
         self.time_context = (kt - 1) * dilation[0]  # past frames the kernel sees
         self.lookahead = lookahead  # future frames the kernel sees (only the input conv)
         self.time_stride = stride[0]
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=(0, dilation[1] * (kf - 1) // 2), dilation=dilation)
+        self.freq_padding = dilation[1] * (kf - 1) // 2
+        padding = (self.time_context - lookahead, self.freq_padding)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=padding, dilation=dilation)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.pad(x, (0, 0, self.time_context - self.lookahead, self.lookahead)))
+        frames = -(-x.shape[2] // self.time_stride)
+        return self.conv(x)[:, :, :frames]
 
     def step(self, frame: Tensor, state: dict, emit: bool = True) -> Tensor | None:
         """One new input frame (B, C, 1, F). Returns one output frame, or None when not `emit`
@@ -110,8 +118,8 @@ class CausalConv2d(nn.Module):
         if not emit:
             return None
         # The window holds exactly one kernel's span; stride is irrelevant for a single output.
-        stride = (1, self.conv.stride[1])
-        return F.conv2d(window, self.conv.weight, self.conv.bias, stride, self.conv.padding, self.conv.dilation)
+        stride, padding = (1, self.conv.stride[1]), (0, self.freq_padding)
+        return F.conv2d(window, self.conv.weight, self.conv.bias, stride, padding, self.conv.dilation)
 
 
 class TimeDilatedBlock(nn.Module):
@@ -164,15 +172,36 @@ class EncoderBlock(nn.Module):
         return skip, None if down is None else self.act(down) + project
 
 
-class DecoderBlock(nn.Module):
-    """Transposed conv up (time and frequency), concat the encoder skip, conv, [time-dilated block]."""
+class SubPixelUp(nn.Module):
+    """Upsample by (time_stride, freq_stride) with one conv and a pixel shuffle.
 
-    def __init__(self, cin: int, cout: int, stride: tuple[int, int], freq_pad: int, depth: int, slope: float):
+    Output frame s*j + q comes from input frame j only (causal), and output bin 2k + p from input
+    bins k and k + 1: the receptive field of a stride-2, kernel-3 transposed conv, at a quarter of
+    its CPU cost (measured in benchmarks/model_speed.py's profile).
+    """
+
+    def __init__(self, cin: int, cout: int, time_stride: int, freq_stride: int, out_freqs: int):
         super().__init__()
-        # Time kernel == time stride: output frames s*j .. s*j+s-1 all come from input frame j only.
-        self.up = nn.ConvTranspose2d(
-            cin, cout, (stride[0], 3), stride, padding=(0, 1), output_padding=(0, freq_pad) if stride[1] > 1 else 0
-        )
+        self.cout, self.time_stride, self.freq_stride, self.out_freqs = cout, time_stride, freq_stride, out_freqs
+        kf = 2 if freq_stride > 1 else 3  # bins (k, k+1) when upsampling, else (k-1, k, k+1)
+        self.conv = nn.Conv2d(cin, cout * time_stride * freq_stride, (1, kf), padding=(0, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv(x)
+        if self.freq_stride > 1:
+            y = y[..., 1:]  # output bin k sees input bins k and k + 1 (zero past the top bin)
+        batch, _, frames, bins = y.shape
+        st, sf = self.time_stride, self.freq_stride
+        y = y.reshape(batch, self.cout, st, sf, frames, bins).permute(0, 1, 4, 2, 5, 3)
+        return y.reshape(batch, self.cout, frames * st, bins * sf)[..., : self.out_freqs]
+
+
+class DecoderBlock(nn.Module):
+    """Upsample (time and frequency), concat the encoder skip, conv, [time-dilated block]."""
+
+    def __init__(self, cin: int, cout: int, stride: tuple[int, int], out_freqs: int, depth: int, slope: float):
+        super().__init__()
+        self.up = SubPixelUp(cin, cout, stride[0], stride[1], out_freqs)
         self.fuse = CausalConv2d(2 * cout, cout, (3, 3))
         self.tdb = TimeDilatedBlock(cout, depth, slope) if depth > 0 else None
         self.act = nn.LeakyReLU(slope)
@@ -220,7 +249,7 @@ class GSENet(nn.Module):
                 widths[i + 1],
                 widths[i],
                 strides[i],
-                freqs[i] - ((freqs[i + 1] - 1) * cfg.freq_stride + 1),
+                freqs[i],
                 depth if cfg.decoder_tdb[i] else 0,
                 slope,
             )
@@ -394,17 +423,7 @@ def model_summary(cfg: ModelConfig) -> dict:
     def hook(name: str):
         def count(module: nn.Module, inputs, output):
             kernel = math.prod(module.kernel_size) * module.in_channels // module.groups
-            if isinstance(module, nn.ConvTranspose2d):  # every input element touches the kernel
-                macs[name] = (
-                    macs.get(name, 0)
-                    + inputs[0].numel()
-                    // inputs[0].shape[0]
-                    * module.out_channels
-                    * math.prod(module.kernel_size)
-                    // module.groups
-                )
-            else:
-                macs[name] = macs.get(name, 0) + output.numel() // output.shape[0] * kernel
+            macs[name] = macs.get(name, 0) + output.numel() // output.shape[0] * kernel
 
         return count
 
@@ -414,7 +433,7 @@ def model_summary(cfg: ModelConfig) -> dict:
     handles = []
     for name, block in blocks.items():
         for module in block.modules():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            if isinstance(module, nn.Conv2d):
                 handles.append(module.register_forward_hook(hook(name)))
     seconds = 4  # long enough that the n_fft/hop - 1 frames over the padded end are negligible
     with torch.inference_mode():
