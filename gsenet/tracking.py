@@ -1,0 +1,395 @@
+"""MLflow tracking: the only module that imports mlflow.
+
+One MLflow run per training run. The driver creates (or, on resume, finds) the run and logs what is
+known before training: every config field as a param, the resolved config as YAML and the dataset
+linter's summary. Rank 0 then logs through a `RunLogger`: metrics with step numbers, audio examples,
+spectrograms and, at the end, the final and best models. Nothing here touches the environment or
+MLflow's global state except `log_pyfunc_model`, which runs on the rank-0 worker (its own process).
+
+Artifact layout of a training run (stable, so runs can be compared side by side in the UI):
+
+    config.yaml                                     the resolved ExperimentConfig
+    data/summary.json                               the dataset linter's summary
+    system.json                                     torch / ray / python versions, device (rank 0)
+    audio/<recording>/epoch_XXX/ref.wav             raw reference microphone
+    audio/<recording>/epoch_XXX/beam.wav            beamformer output (GSENet's main input)
+    audio/<recording>/epoch_XXX/enhanced.wav        the model's output after epoch XXX
+    audio/<recording>/epoch_XXX/target.wav          clean target
+    audio/<recording>/epoch_XXX/spectrograms.png    the four spectrograms side by side
+    final_model/, best_model/                       MLflow pyfunc models (`mlflow.pyfunc.load_model`)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+
+from gsenet.errors import TrackingError
+
+log = logging.getLogger("gsenet.tracking")
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"  # in the working folder: the UI works with no server
+DEFAULT_ARTIFACTS_DIR = "mlartifacts"
+RUN_KEY_TAG = "gsenet.run_key"  # storage path + run name: how a resumed run finds its MLflow run
+SIGNALS = ("ref", "beam", "enhanced", "target")
+
+
+# ----------------------------------------------------------------------------------------------
+# Where the tracking store is, and whether it answers
+# ----------------------------------------------------------------------------------------------
+def resolve_tracking_uri(uri: str = "") -> str:
+    """Explicit URI, else $MLFLOW_TRACKING_URI, else ./mlruns.db; local paths made absolute.
+
+    Absolute, because Ray workers do not run in the driver's working folder.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
+    elif "://" not in uri:  # a bare folder: MLflow's file store
+        uri = Path(uri).resolve().as_uri()
+    return uri
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:"))
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """./mlartifacts next to a local store; None lets a server choose (proxied artifacts)."""
+    if not _is_local_store(uri):
+        return None
+    if uri.startswith("sqlite:"):
+        folder = Path(uri[len("sqlite:///") :]).parent
+    else:
+        folder = Path(uri[len("file://") :]).parent
+    return (folder / DEFAULT_ARTIFACTS_DIR).resolve().as_uri()
+
+
+def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
+    """Raise TrackingError (before any training) when an HTTP tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as exc:
+        problem = str(getattr(exc, "reason", exc))
+    raise TrackingError(
+        f"MLflow tracking server {uri} is not reachable ({problem}); start it (`mlflow server ...`), "
+        "fix --mlflow-uri / MLFLOW_TRACKING_URI, or unset it to log to ./mlruns.db"
+    )
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def get_or_create_experiment(uri: str, name: str) -> str:
+    client = _client(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=default_artifact_location(uri))
+    except Exception:  # created concurrently by another trial
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+# ----------------------------------------------------------------------------------------------
+# Driver side: one MLflow run per training run
+# ----------------------------------------------------------------------------------------------
+def start_training_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    run_key: str,
+    *,
+    params: dict[str, Any],
+    config_yaml: str,
+    data_summary: dict | None = None,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Create the MLflow run of a training run, or return the unfinished one with the same key.
+
+    Resuming (same storage path and name) continues in the same MLflow run, so its metrics read as
+    one curve. Raises TrackingError when the store cannot be used.
+    """
+    from mlflow.entities import Param
+
+    check_tracking_server(uri)
+    try:
+        client = _client(uri)
+        experiment_id = get_or_create_experiment(uri, experiment)
+        found = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{_quote(run_key)}'", max_results=1
+        )
+        if found and found[0].info.status != "FINISHED":
+            client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+        all_tags = {RUN_KEY_TAG: run_key, **(tags or {})}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+        run_id = run.info.run_id
+        items = [Param(k, _param_value(v)) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):  # MLflow's batch limit
+            client.log_batch(run_id, params=items[i : i + 100])
+        client.log_text(run_id, config_yaml, "config.yaml")
+        if data_summary is not None:
+            client.log_dict(run_id, data_summary, "data/summary.json")
+        return run_id
+    except TrackingError:
+        raise
+    except Exception as exc:
+        raise TrackingError(f"cannot create the MLflow run at {uri} (experiment {experiment!r}): {exc}") from exc
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text[:6000]  # MLflow's param length limit
+
+
+def finish_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
+    """Mark a run FINISHED / FAILED / KILLED (best effort: a tracking outage never fails training)."""
+    try:
+        _client(uri).set_terminated(run_id, status=status)
+    except Exception as exc:
+        log.warning("MLflow: could not mark run %s as %s: %s", run_id, status, exc)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rank 0: a logger that never blocks or fails training
+# ----------------------------------------------------------------------------------------------
+class RunLogger:
+    """Logs to one MLflow run from a background thread, retrying with back-off.
+
+    Training only enqueues; when MLflow is unreachable the calls are retried `retries` times, then
+    dropped with a warning, and training goes on.
+    """
+
+    def __init__(self, uri: str, run_id: str, retries: int = 4, backoff_s: float = 2.0):
+        self.uri, self.run_id = uri, run_id
+        self.client = _client(uri)
+        self.retries, self.backoff_s = retries, backoff_s
+        self.failures = 0
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="mlflow-logger", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            what, fn = item
+            for attempt in range(self.retries):
+                try:
+                    fn()
+                    break
+                except Exception as exc:
+                    log.warning("MLflow: %s failed (attempt %d/%d): %s", what, attempt + 1, self.retries, exc)
+                    time.sleep(self.backoff_s * 2**attempt)
+            else:
+                self.failures += 1
+                log.warning("MLflow: gave up on %s; training goes on", what)
+
+    def submit(self, what: str, fn: Callable[[], Any]) -> None:
+        self._queue.put((what, fn))
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, int(step))
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and math.isfinite(float(v))
+        ]
+        self.submit(f"metrics at step {step}", lambda: self.client.log_batch(self.run_id, metrics=items))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        self.submit("tags", lambda: self.client.log_batch(self.run_id, tags=items))
+
+    def log_dict(self, values: dict, artifact_file: str) -> None:
+        self.submit(artifact_file, lambda: self.client.log_dict(self.run_id, values, artifact_file))
+
+    def log_audio_example(self, recording: str, epoch: int, signals: dict[str, np.ndarray], sample_rate: int) -> str:
+        """Write ref/beam/enhanced/target WAVs and their spectrograms; returns the artifact folder."""
+        artifact_path = audio_artifact_path(recording, epoch)
+        folder = Path(tempfile.mkdtemp(prefix="gsenet-audio-"))
+        write_audio_example(folder, signals, sample_rate, title=f"{recording}, epoch {epoch}")
+
+        def upload() -> None:
+            self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+            _remove_tree(folder)
+
+        self.submit(f"audio {artifact_path}", upload)
+        return artifact_path
+
+    def flush(self, timeout: float = 300.0) -> None:
+        """Wait until everything queued so far is logged (or given up)."""
+        done = threading.Event()
+        self.submit("flush", done.set)
+        done.wait(timeout)
+
+    def close(self, timeout: float = 300.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+
+def audio_artifact_path(recording: str, epoch: int) -> str:
+    return f"audio/{recording}/epoch_{epoch:03d}"
+
+
+def write_audio_example(folder: Path, signals: dict[str, np.ndarray], sample_rate: int, title: str = "") -> None:
+    """{ref, beam, enhanced, target}.wav (float WAV: no clipping) and spectrograms.png."""
+    from gsenet.audio import write_audio
+
+    for name in SIGNALS:
+        if name in signals:
+            write_audio(folder / f"{name}.wav", signals[name], sample_rate, subtype="FLOAT")
+    spectrogram_figure(signals, sample_rate, folder / "spectrograms.png", title)
+
+
+def spectrogram_figure(signals: dict[str, np.ndarray], sample_rate: int, path: Path, title: str = "") -> Path:
+    """One PNG with the log-magnitude spectrograms of the given signals side by side (Agg, no pyplot)."""
+    from matplotlib.figure import Figure
+    from scipy.signal import stft
+
+    names = [n for n in SIGNALS if n in signals]
+    fig = Figure(figsize=(4 * len(names), 3.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True))
+    for ax, name in zip(axes, names, strict=True):
+        freqs, times, spec = stft(signals[name], fs=sample_rate, nperseg=512, noverlap=384)
+        db = 20 * np.log10(np.abs(spec) + 1e-6)
+        ax.pcolormesh(times, freqs / 1000, db, vmin=-100, vmax=-10, shading="auto", cmap="magma")
+        ax.set_title(name)
+        ax.set_xlabel("time (s)")
+    axes[0].set_ylabel("frequency (kHz)")
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=80)
+    return path
+
+
+def _remove_tree(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Models: a pyfunc around a state dict + config (robust; no torch.export / pickle of the module)
+# ----------------------------------------------------------------------------------------------
+class GSENetPyfunc(mlflow.pyfunc.PythonModel):
+    """Input {"beam": float32[B, L] or [L], "ref": same}; output the enhanced float32 waveform."""
+
+    def load_context(self, context):
+        from gsenet.inference import load_model
+
+        self.model, _ = load_model(context.artifacts["model"])
+
+    def predict(self, context, model_input, params=None):
+        from gsenet.inference import enhance_arrays
+
+        if not isinstance(model_input, dict) or not {"beam", "ref"} <= set(model_input):
+            raise ValueError('GSENet pyfunc input must be a dict {"beam": array, "ref": array}')
+        beam = np.asarray(model_input["beam"], dtype=np.float32)
+        ref = np.asarray(model_input["ref"], dtype=np.float32)
+        return enhance_arrays(self.model, beam, ref)
+
+
+def log_pyfunc_model(
+    uri: str, run_id: str, model_folder: Path, name: str, *, register_as: str = "", sample_rate: int = 16000
+) -> str:
+    """Log an exported model folder (model.pt + model.yaml) as an MLflow pyfunc model in `run_id`.
+
+    The gsenet package is shipped as code, so `mlflow.pyfunc.load_model(...)` works with no
+    training code installed. Returns the model URI. Runs on the rank-0 worker (fluent API).
+    """
+    import torch
+    from mlflow.models import infer_signature
+
+    from gsenet.inference import enhance_arrays, load_model
+
+    model, _ = load_model(model_folder)
+    example = {
+        "beam": np.zeros((1, sample_rate // 10), np.float32),
+        "ref": np.zeros((1, sample_rate // 10), np.float32),
+    }
+    signature = infer_signature(example, enhance_arrays(model, example["beam"], example["ref"]))
+    package = Path(__file__).resolve().parent
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=GSENetPyfunc(),
+            artifacts={"model": str(model_folder)},
+            code_paths=[str(package)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pyyaml"],
+            registered_model_name=register_as or None,
+        )
+    return info.model_uri
+
+
+def download_model(source: str, tracking_uri: str = "") -> Path:
+    """Download an MLflow model (`models:/name@alias`, `runs:/id/path`, ...) to a local folder."""
+    from mlflow.artifacts import download_artifacts
+
+    uri = resolve_tracking_uri(tracking_uri)
+    check_tracking_server(uri)
+    try:
+        return Path(download_artifacts(artifact_uri=source, tracking_uri=uri))
+    except Exception as exc:
+        raise TrackingError(f"cannot download MLflow model {source} from {uri}: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation results
+# ----------------------------------------------------------------------------------------------
+def log_evaluation(uri: str, experiment: str, run_name: str, summary: dict[str, float], csv_path: Path, **tags) -> str:
+    """One MLflow run holding an evaluation's mean metrics and its per-recording CSV."""
+    check_tracking_server(uri)
+    client = _client(uri)
+    experiment_id = get_or_create_experiment(uri, experiment)
+    run = client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, 0) for k, v in summary.items() if math.isfinite(float(v))]
+    client.log_batch(run.info.run_id, metrics=metrics)
+    client.log_artifact(run.info.run_id, str(csv_path))
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

@@ -1,0 +1,498 @@
+"""Training on Ray Train: one loop for a laptop CPU, a CI runner and N GPU nodes (DDP).
+
+    fit(cfg) ─ build_trainer(cfg) ─ dataset checks, MLflow run (driver) ─ TorchTrainer
+                                          └─ train_loop_per_worker (every rank):
+                                               data → model + loss → steps → each epoch:
+                                               validate → ray.train.report(metrics, checkpoint)
+
+Ray Train resumes a run from (storage_path, name), so the name is derived from the config (no
+timestamps): rerunning the same command after a crash continues from the latest checkpoint, with
+the same step count and data position. Only rank 0 writes checkpoints and logs to MLflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gsenet import metrics as M
+from gsenet.config import ExperimentConfig, dump_yaml, flatten, from_dict, to_dict
+from gsenet.errors import GSENetError, TrainingError
+
+log = logging.getLogger("gsenet.train")
+
+CHECKPOINT_FILE = "checkpoint.pt"
+DEFAULT_STORAGE = "gsenet_runs"
+# MLflow's HTTP client retries for minutes by default; a training worker should warn and move on.
+WORKER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Driver side
+# ----------------------------------------------------------------------------------------------
+def default_run_name(cfg: ExperimentConfig) -> str:
+    """cfg.train.name, else a hash of everything that shapes the run (stable across restarts)."""
+    if cfg.train.name:
+        return cfg.train.name
+    shaping = to_dict(cfg)
+    shaping.pop("tracking")
+    for key in ("name", "storage_path", "max_failures"):
+        shaping["train"].pop(key)
+    digest = hashlib.sha1(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
+    return f"gsenet-{digest}"
+
+
+def build_trainer(
+    cfg: ExperimentConfig,
+    *,
+    name: str | None = None,
+    train_callbacks: list = (),
+    mlflow_parent_run_id: str | None = None,
+    mlflow_tags: dict | None = None,
+):
+    """A ready-to-fit TorchTrainer. Checks the dataset and creates the MLflow run first, so a broken
+    dataset or an unreachable tracking server is a clear error before any worker starts."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from gsenet import tracking
+    from gsenet.checks import check_dataset
+    from gsenet.storage import open_storage_filesystem, resolve_data_root
+
+    cfg = from_dict(to_dict(cfg))  # a validated private copy
+    name = name or default_run_name(cfg)
+    sample_rate = cfg.model.sample_rate
+    data_root = resolve_data_root(cfg.data.path, cfg.data.cache_dir)
+    report = check_dataset(data_root, cfg.data, sample_rate)
+    for warning in report.warnings:
+        log.warning("data: %s", warning)
+    excluded = sorted(report.bad_recordings) if cfg.data.skip_bad_recordings else []
+    if not cfg.data.skip_bad_recordings:
+        report.raise_if_errors()
+
+    filesystem, storage_path = open_storage_filesystem(cfg.train.storage_path or DEFAULT_STORAGE)
+    uri = tracking.resolve_tracking_uri(cfg.tracking.mlflow_uri)
+    run_id = tracking.start_training_run(
+        uri,
+        cfg.tracking.experiment,
+        name,
+        f"{cfg.train.storage_path or storage_path}/{name}",
+        params=flatten(cfg),
+        config_yaml=dump_yaml(cfg),
+        data_summary={**report.summary, "excluded_recordings": excluded},
+        parent_run_id=mlflow_parent_run_id,
+        tags=mlflow_tags,
+    )
+    use_gpu = cfg.train.gpus_per_worker > 0
+    resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": cfg.train.gpus_per_worker} if use_gpu else {})}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "config": to_dict(cfg),
+            "exclude": excluded,
+            "mlflow_uri": uri,
+            "mlflow_run_id": run_id,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=cfg.train.keep_checkpoints,
+                checkpoint_score_attribute="val_loss",
+                checkpoint_score_order="min",
+            ),
+            callbacks=list(train_callbacks),
+            worker_runtime_env={"env_vars": WORKER_ENV},
+        ),
+    )
+    trainer.gsenet_mlflow = (uri, run_id)  # for fit(): finish the MLflow run with the outcome
+    return trainer
+
+
+def fit(cfg: ExperimentConfig, **kwargs):
+    """Train (or resume) one run; returns the ray.train.Result. Errors raised by our own code in
+    a worker (e.g. a non-finite loss) come back as the same GSENetError type with its message."""
+    import ray.train
+
+    from gsenet import tracking
+
+    trainer = build_trainer(cfg, **kwargs)
+    uri, run_id = trainer.gsenet_mlflow
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        tracking.finish_run(uri, run_id, "FAILED")
+        raise _user_error(exc) from exc
+    except BaseException:
+        tracking.finish_run(uri, run_id, "KILLED")
+        raise
+    tracking.finish_run(uri, run_id, "FINISHED")
+    return result
+
+
+def _user_error(exc: BaseException) -> BaseException:
+    """Find a GSENetError among the causes of a Ray failure (or in its text) and re-raise it as such."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, GSENetError):
+            return type(seen)(str(seen))
+        seen = seen.__cause__ or getattr(seen, "cause", None) or None
+    text = str(exc)
+    for error_type in (TrainingError, GSENetError):
+        marker = f"{error_type.__name__}: "
+        if marker in text:
+            message = text.split(marker, 1)[1].strip().splitlines()[0]
+            return TrainingError(message) if error_type is TrainingError else GSENetError(message)
+    return exc
+
+
+# ----------------------------------------------------------------------------------------------
+# Worker side: small pieces, then the loop
+# ----------------------------------------------------------------------------------------------
+def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
+    """Linear warm-up to 1, then constant or cosine decay to `min_ratio` at `total` steps."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def setup_device(cfg: ExperimentConfig, device: torch.device) -> torch.dtype | None:
+    """TF32 on GPU and the autocast dtype (bf16 on GPU under "auto"; None = full fp32)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    precision = cfg.train.precision
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def make_train_loader(dataset, cfg: ExperimentConfig, start_batch: int, world_size: int):
+    """This epoch's loader, skipping the batches already trained (after a mid-epoch checkpoint).
+
+    Items are a function of (seed, epoch, index), so a sequential order over a suffix of the
+    indices continues exactly where the run stopped, on every rank.
+    """
+    import ray.train.torch
+
+    from gsenet.data import collate_batch
+
+    skip = start_batch * cfg.data.batch_size * world_size
+    subset = torch.utils.data.Subset(dataset, range(skip, len(dataset)))
+    loader = torch.utils.data.DataLoader(
+        subset,
+        batch_size=cfg.data.batch_size,
+        shuffle=False,
+        drop_last=True,
+        num_workers=cfg.data.num_workers,
+        collate_fn=collate_batch,
+    )
+    return ray.train.torch.prepare_data_loader(loader)
+
+
+def save_checkpoint(folder: Path, state: dict, cfg: ExperimentConfig) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / CHECKPOINT_FILE)
+    (folder / "config.yaml").write_text(dump_yaml(cfg))
+    return folder
+
+
+def load_checkpoint(checkpoint) -> dict | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+
+
+def cpu_state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where the run is: what a checkpoint must restore besides the weights."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 1  # the epoch in progress (1-based)
+    batch: int = 0  # batches of `epoch` already trained (mid-epoch checkpoints)
+    best_val_loss: float = math.inf
+    last_val_loss: float = math.inf
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def validate(model, loss_fn, dataset, cfg: ExperimentConfig, device, autocast_dtype, rank: int, world: int):
+    """Loss terms and SI-SDR on all validation recordings (sharded over ranks, summed), plus PESQ,
+    STOI and audio examples for the first `train.metric_subset` recordings (rank 0)."""
+    import torch.distributed as dist
+
+    sr = cfg.model.sample_rate
+    subset = min(cfg.train.metric_subset, len(dataset))
+    mine = list(range(subset)) if rank == 0 else []
+    mine += list(range(subset + rank, len(dataset), world))
+    term_names = [n for n in ("multires_stft", "compressed_spectral", "si_sdr") if getattr(cfg.loss, n) > 0]
+    # [loss, count, si_sdr, si_sdr_beam, terms...] summed over recordings
+    sums = torch.zeros(4 + len(term_names), dtype=torch.float64, device=device)
+    perceptual, examples = {"pesq": [], "stoi": []}, []
+    for index in mine:
+        item = dataset[index]
+        beam, ref, target = (item[k][None].to(device) for k in ("beam", "ref", "target"))
+        lengths = torch.tensor([item["length"]], device=device)
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            estimate = model(beam, ref)
+        estimate = estimate.float()
+        total, terms = loss_fn(estimate, target, lengths)
+        est, tgt, bm = (x[0].cpu().numpy() for x in (estimate, target, beam))
+        sums[:4] += torch.tensor([float(total), 1.0, M.si_sdr(est, tgt), M.si_sdr(bm, tgt)], dtype=torch.float64)
+        for i, name in enumerate(term_names):
+            sums[4 + i] += float(terms[name])
+        if index < subset:
+            perceptual["pesq"].append(M.pesq_wb(est, tgt, sr))
+            perceptual["stoi"].append(M.stoi(est, tgt, sr))
+            signals = {"ref": item["ref"].numpy(), "beam": bm, "enhanced": est, "target": tgt}
+            examples.append((item["name"], signals))
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(sums)
+    n = max(1.0, float(sums[1]))
+    out = {
+        "val_loss": float(sums[0]) / n,
+        "val_si_sdr": float(sums[2]) / n,
+        "val_si_sdr_beam": float(sums[3]) / n,
+        "val_si_sdr_improvement": float(sums[2] - sums[3]) / n,
+        **{f"val_{name}": float(sums[4 + i]) / n for i, name in enumerate(term_names)},
+    }
+    # PESQ/STOI are rank 0's; other ranks report NaN-free copies via the rank-0 report.
+    out["val_pesq"] = M.nanmean(perceptual["pesq"])
+    out["val_stoi"] = M.nanmean(perceptual["stoi"])
+    return out, examples
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop every worker runs
+# ----------------------------------------------------------------------------------------------
+def train_loop_per_worker(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from gsenet.data import RecordingDataset, SegmentDataset
+    from gsenet.losses import GSENetLoss
+    from gsenet.model import GSENet, count_parameters
+    from gsenet.storage import resolve_data_root
+
+    cfg = from_dict(loop_config["config"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    autocast_dtype = setup_device(cfg, device)
+    sr, batch_size = cfg.model.sample_rate, cfg.data.batch_size
+    total_steps = cfg.train.epochs * cfg.train.steps_per_epoch
+
+    data_root = resolve_data_root(cfg.data.path, cfg.data.cache_dir)  # per node cache for gs://
+    exclude = loop_config.get("exclude", [])
+    train_set = SegmentDataset(
+        data_root / "train",
+        cfg.data,
+        sr,
+        seed=cfg.train.seed,
+        length=cfg.train.steps_per_epoch * batch_size * world,
+        exclude=exclude,
+    )
+    val_set = RecordingDataset(data_root / "val", cfg.data, sr, exclude=exclude)
+    if cfg.data.val_max_recordings:
+        val_set.recordings = val_set.recordings[: cfg.data.val_max_recordings]
+
+    torch.manual_seed(cfg.train.seed)  # same initial weights on every rank (DDP also broadcasts)
+    model = GSENet(cfg.model)
+    loss_fn = GSENetLoss(cfg.loss, sr)
+    o = cfg.optim
+    optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, o.warmup_steps, total_steps, o.schedule, o.min_lr_ratio)
+    )
+    progress, best_state = Progress(), None
+    restored = load_checkpoint(ray.train.get_checkpoint())
+    if restored is not None:
+        model.load_state_dict(restored["model"], strict=True)
+        optimizer.load_state_dict(restored["optimizer"])
+        scheduler.load_state_dict(restored["scheduler"])
+        progress = Progress(**restored["progress"])
+        best_state = restored.get("best_model")
+    model = ray.train.torch.prepare_model(model)
+    bare = model.module if hasattr(model, "module") else model
+    step_fn = torch.compile(model) if cfg.train.compile and device.type == "cuda" else model
+
+    logger = _rank0_logger(loop_config, rank, cfg, device, count_parameters(bare))
+    if rank == 0:
+        where = f"step {progress.step} (epoch {progress.epoch}, batch {progress.batch})" if restored else "scratch"
+        print(f"gsenet: {world} worker(s) on {device}, {count_parameters(bare):,} parameters, from {where}")
+
+    def checkpoint_state() -> dict:
+        return {
+            "model": cpu_state(bare),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "progress": dataclasses.asdict(progress),
+            "config": to_dict(cfg),
+            "best_model": best_state,
+        }
+
+    def report(metrics: dict, with_checkpoint: bool) -> None:
+        """Every rank calls this the same number of times (it is a barrier); rank 0 adds the files."""
+        if not (with_checkpoint and rank == 0):
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="gsenet-ckpt-") as folder:
+            save_checkpoint(Path(folder), checkpoint_state(), cfg)
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(folder),
+                checkpoint_dir_name=f"checkpoint_{progress.step:08d}",
+            )
+
+    audio_per_step = batch_size * world * train_set.segment / sr  # seconds of audio per optimizer step
+    preempt_saved = False
+    while progress.epoch <= cfg.train.epochs:
+        model.train()
+        train_set.set_epoch(progress.epoch)
+        loader = make_train_loader(train_set, cfg, progress.batch, world)
+        loss_sum, loss_count, t0, t_steps = 0.0, 0, time.perf_counter(), 0
+        for batch in loader:
+            beam, ref, target = (batch[k].to(device, non_blocking=True) for k in ("beam", "ref", "target"))
+            lengths = batch["lengths"].to(device)
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                estimate = step_fn(beam, ref)
+            loss, _ = loss_fn(estimate.float(), target, lengths)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"non-finite loss ({loss.item()}) at step {progress.step + 1} (epoch {progress.epoch}, "
+                    f"rank {rank}); lower optim.lr (now {o.lr}) or set optim.grad_clip, and check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if o.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            progress.step += 1
+            progress.batch += 1
+            loss_sum, loss_count, t_steps = loss_sum + loss.item(), loss_count + 1, t_steps + 1
+            if rank == 0 and progress.step % cfg.train.log_every == 0:
+                elapsed = time.perf_counter() - t0
+                print(
+                    f"step {progress.step:6d} | epoch {progress.epoch} | loss {loss.item():.4f} | "
+                    f"lr {scheduler.get_last_lr()[0]:.2e} | {t_steps * audio_per_step / elapsed:7.1f} s audio/s"
+                )
+            every = cfg.train.preemption_check_every
+            if every and progress.step % every == 0 and not preempt_saved:
+                if ray.train.get_preemption_info() is not None:  # a barrier: every rank calls it
+                    # A just-in-time checkpoint; Ray restarts the group from it after the node goes.
+                    preempt_saved = True
+                    report(_preemption_metrics(progress, scheduler), with_checkpoint=True)
+        # ---- end of epoch: validate, report, checkpoint ----
+        train_seconds = time.perf_counter() - t0
+        bare.eval()
+        val, examples = validate(bare, loss_fn, val_set, cfg, device, autocast_dtype, rank, world)
+        epoch = progress.epoch
+        progress.epoch, progress.batch = epoch + 1, 0  # the checkpoint resumes at the next epoch
+        progress.last_val_loss = val["val_loss"]
+        if val["val_loss"] < progress.best_val_loss:
+            progress.best_val_loss = val["val_loss"]
+            best_state = cpu_state(bare) if rank == 0 else None
+        metrics = {
+            "epoch": epoch,
+            "step": progress.step,
+            "train_loss": loss_sum / max(1, loss_count),
+            "lr": scheduler.get_last_lr()[0],
+            "audio_seconds_per_second": loss_count * audio_per_step / max(train_seconds, 1e-9),
+            "best_val_loss": progress.best_val_loss,
+            **val,
+        }
+        if logger is not None:
+            logger.log_metrics(metrics, progress.step)
+            for name, signals in examples:
+                logger.log_audio_example(name, epoch, signals, sr)
+            print(
+                f"epoch {epoch} | step {progress.step} | train {metrics['train_loss']:.4f} | "
+                f"val {val['val_loss']:.4f} | SI-SDR {val['val_si_sdr']:.2f} dB "
+                f"(beam {val['val_si_sdr_beam']:.2f}) | PESQ {val['val_pesq']:.2f} | STOI {val['val_stoi']:.3f}"
+            )
+        report(metrics, with_checkpoint=True)
+    if logger is not None:
+        _log_final_models(logger, loop_config, cfg, cpu_state(bare), best_state)
+
+
+def _preemption_metrics(progress: Progress, scheduler) -> dict:
+    """A mid-epoch report: the last completed epoch's numbers, flagged (ASHA ignores repeats)."""
+    return {
+        "epoch": progress.epoch - 1,
+        "step": progress.step,
+        "val_loss": progress.last_val_loss,
+        "best_val_loss": progress.best_val_loss,
+        "lr": scheduler.get_last_lr()[0],
+        "preemption_checkpoint": 1,
+    }
+
+
+def _rank0_logger(loop_config: dict, rank: int, cfg: ExperimentConfig, device, params: int):
+    if rank != 0 or not loop_config.get("mlflow_run_id"):
+        return None
+    import ray
+
+    from gsenet.tracking import RunLogger
+
+    logger = RunLogger(loop_config["mlflow_uri"], loop_config["mlflow_run_id"])
+    system = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "numpy": np.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "world_size": ray.train.get_context().get_world_size(),
+        "parameters": params,
+        "host": platform.node(),
+    }
+    logger.log_dict(system, "system.json")
+    logger.set_tags({"gsenet.device": system["device_name"] or str(device), "gsenet.parameters": params})
+    return logger
+
+
+def _log_final_models(logger, loop_config: dict, cfg: ExperimentConfig, final: dict, best: dict | None) -> None:
+    """final_model and best_model as MLflow pyfuncs; the best one registered when asked."""
+    from gsenet import tracking
+    from gsenet.inference import save_model_folder
+
+    logger.flush()
+    uri, run_id = loop_config["mlflow_uri"], loop_config["mlflow_run_id"]
+    with tempfile.TemporaryDirectory(prefix="gsenet-model-") as folder:
+        for name, state in (("final_model", final), ("best_model", best or final)):
+            model_folder = save_model_folder(state, cfg.model, Path(folder) / name)
+            register = cfg.tracking.register_model if name == "best_model" else ""
+            try:
+                tracking.log_pyfunc_model(
+                    uri, run_id, model_folder, name, register_as=register, sample_rate=cfg.model.sample_rate
+                )
+            except Exception as exc:  # never lose the training run to a tracking outage
+                log.warning("MLflow: could not log %s: %s", name, exc)
+    logger.close()
