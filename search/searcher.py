@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any
 
 import optuna
@@ -34,24 +35,39 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         self.epoch_key = epoch_key
         self._last_epoch: dict[str, int] = {}
 
+    def suggest(self, trial_id: str) -> dict | None:
+        params = super().suggest(trial_id)
+        # optuna-dashboard and the results table join Optuna trials to Tune trials by this.
+        self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        return params
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._completed_trials or self.metric not in result:
-            return
-        epoch = int(result.get(self.epoch_key, result.get("training_iteration", 0)))
-        self._last_epoch[trial_id] = max(epoch, self._last_epoch.get(trial_id, 0))
-        value = result[self.metric]
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            self._ot_trials[trial_id].report(float(value), epoch)
+        if trial_id not in self._completed_trials:
+            self._record(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        if result and not error:
+            self._record(trial_id, result)  # Tune hands a trial's last result only to this method
         state, value = self.final_state(trial_id, result, error)
         try:
             self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
         except Exception as exc:  # e.g. the study row was finished by an earlier driver
             logger.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
         self._completed_trials.add(trial_id)
+
+    def _record(self, trial_id: str, result: dict) -> None:
+        """Keep the epoch reached and give Optuna the intermediate value at that epoch."""
+        if self.metric not in result or trial_id not in self._ot_trials:
+            return
+        epoch = int(result.get(self.epoch_key, result.get("training_iteration", 0)) or 0)
+        if epoch <= self._last_epoch.get(trial_id, 0):
+            return  # already reported (e.g. a resumed trial replaying an epoch)
+        self._last_epoch[trial_id] = epoch
+        value = result[self.metric]
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self._ot_trials[trial_id].report(float(value), epoch)
 
     def final_state(self, trial_id: str, result: dict | None, error: bool) -> tuple[TrialState, float | None]:
         """(Optuna state, value) of a finished trial: COMPLETE only if it ran every epoch."""
@@ -67,6 +83,7 @@ class PrunedAwareOptunaSearch(OptunaSearch):
 
 
 def make_sampler(settings: SweepSettings) -> optuna.samplers.BaseSampler:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # group=True
     if settings.searcher == "random":
         return optuna.samplers.RandomSampler(seed=settings.seed)
     # Optuna 5 defaults changed (constant_liar on, multivariate unset): be explicit. `group` lets

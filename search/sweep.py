@@ -1,0 +1,393 @@
+"""The sweep driver: Ray Tune + Optuna (TPE) + ASHA over GSENet configs, tracked in MLflow.
+
+One sweep = one Tune experiment at STORAGE/NAME, one Optuna study NAME (in a SQLite file beside
+MLflow's), one MLflow parent run. Each trial is a Tune *function* trainable that builds the same
+Ray Train `TorchTrainer` as `gsenet train` (Ray 2.60's Tune + Train V2 pattern) and runs it with
+Train's `TuneReportCallback`, so every epoch report reaches ASHA. Trial drivers hold a sliver of the
+custom resource `TRAIN_DRIVER`, declared only on non-preemptible nodes, so losing a spot GPU node
+costs a Train worker group restart, never the trial itself.
+
+Everything a resumed driver needs (settings, space, parent run id, storage) is written to
+STORAGE/NAME/sweep.json before the first trial starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gsenet.errors import GSENetError
+from search import mlflow_runs
+from search.space import SearchSpace, SweepSettings, describe, parse_space
+
+DRIVER_RESOURCE = "TRAIN_DRIVER"
+TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own process: no CPU, pinned
+STATE_FILE = "sweep.json"
+
+
+class SweepError(GSENetError):
+    """A sweep cannot start or resume; the message says why and what to do."""
+
+
+@dataclass
+class SweepPlan:
+    """Everything that defines a sweep; saved as sweep.json so `--resume NAME` can rebuild it."""
+
+    name: str
+    storage_path: str  # absolute folder (or gs://bucket/prefix) holding the Tune experiment NAME
+    space_source: str  # the space file it came from
+    space_text: str  # ... and its text, so a resume does not depend on the file still being there
+    cli_fixed: dict[str, Any]  # fixed overrides from the command line (data path, workers, GPUs)
+    settings: dict[str, Any]  # SweepSettings as a dict
+    mlflow_uri: str
+    experiment: str  # MLflow experiment
+    optuna_storage: str  # SQLAlchemy URL of the Optuna study ("" = in memory)
+    parent_run_id: str = ""
+    created: float = field(default_factory=time.time)
+
+    @property
+    def experiment_path(self) -> str:
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+    @property
+    def train_storage(self) -> str:
+        """Where the trials' Ray Train runs (and their checkpoints) live."""
+        return f"{self.experiment_path}/train_runs"
+
+    def space(self) -> SearchSpace:
+        import yaml
+
+        space = parse_space(yaml.safe_load(self.space_text), source=self.space_source, text=self.space_text)
+        return space.with_fixed(self.cli_fixed) if self.cli_fixed else space
+
+    def sweep_settings(self) -> SweepSettings:
+        return SweepSettings(**self.settings).validate()
+
+    def max_epochs(self) -> int:
+        return self.space().base().train.epochs
+
+
+@dataclass
+class TrialContext:
+    """What every trial gets besides its sampled params (passed with tune.with_parameters)."""
+
+    space: SearchSpace
+    sweep_name: str
+    train_storage: str
+    mlflow_uri: str
+    experiment: str
+    parent_run_id: str
+    max_epochs: int
+    seed: int = 0
+    epoch_seconds: float = 0.0  # only the surrogate trainable uses it
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The Tune function trainable: build and fit the same TorchTrainer as `gsenet train`."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from gsenet.train import build_trainer
+
+    trial_id = tune.get_context().get_trial_id()
+    cfg = ctx.space.trial_config(config)
+    # The Train run name comes from the trial id (no timestamps): a restarted or resumed trial
+    # finds its own checkpoints at (storage_path, name) and continues from them.
+    cfg.train.name = f"{ctx.sweep_name}-{trial_id}"
+    cfg.train.storage_path = ctx.train_storage
+    cfg.tracking.mlflow_uri = ctx.mlflow_uri
+    cfg.tracking.experiment = ctx.experiment
+    cfg.tracking.register_model = ""  # the sweep registers its best trial, trials do not
+    trainer = build_trainer(
+        cfg,
+        name=cfg.train.name,
+        train_callbacks=[TuneReportCallback()],
+        mlflow_parent_run_id=ctx.parent_run_id,
+        mlflow_tags={mlflow_runs.TRIAL_ID_TAG: trial_id, mlflow_runs.SWEEP_TAG: ctx.sweep_name},
+    )
+    trainer.fit()
+
+
+# ----------------------------------------------------------------------------------------------
+# Plans: new and resumed
+# ----------------------------------------------------------------------------------------------
+def default_optuna_storage(mlflow_uri: str, storage_path: str) -> str:
+    """A sibling optuna.db of MLflow's SQLite file (a separate file: both use an alembic_version
+    table), else optuna.db in the local storage folder, else ./optuna.db."""
+    if mlflow_uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(mlflow_uri[len('sqlite:///') :]).parent / 'optuna.db'}"
+    folder = Path(storage_path) if "://" not in storage_path else Path.cwd()
+    return f"sqlite:///{folder.resolve() / 'optuna.db'}"
+
+
+def new_plan(
+    space: SearchSpace,
+    settings: SweepSettings,
+    *,
+    name: str = "",
+    storage_path: str = "",
+    cli_fixed: dict[str, Any] | None = None,
+    mlflow_uri: str = "",
+    optuna_storage: str | None = None,
+) -> SweepPlan:
+    storage_path = storage_path or "gsenet_runs"
+    if "://" not in storage_path:
+        storage_path = str(Path(storage_path).resolve())
+    name = name or f"search-{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if _exists(f"{storage_path}/{name}/{STATE_FILE}"):
+        raise SweepError(
+            f"sweep {name!r} already exists in {storage_path}: resume it with --resume {name}, or pick --name"
+        )
+    uri = mlflow_runs.resolve_uri(mlflow_uri)
+    base = space.with_fixed(cli_fixed or {}).base()
+    return SweepPlan(
+        name=name,
+        storage_path=storage_path,
+        space_source=space.source,
+        space_text=space.text,
+        cli_fixed=dict(cli_fixed or {}),
+        settings=dataclasses.asdict(settings),
+        mlflow_uri=uri,
+        experiment=base.tracking.experiment,
+        optuna_storage=default_optuna_storage(uri, storage_path) if optuna_storage is None else optuna_storage,
+    )
+
+
+def load_plan(name: str, storage_path: str = "") -> SweepPlan:
+    storage_path = storage_path or "gsenet_runs"
+    if "://" not in storage_path:
+        storage_path = str(Path(storage_path).resolve())
+    path = f"{storage_path}/{name}/{STATE_FILE}"
+    if not _exists(path):
+        raise SweepError(
+            f"no sweep {name!r} in {storage_path} ({path} missing); pass --storage-path if it lives elsewhere"
+        )
+    return SweepPlan(**json.loads(_read_text(path)))
+
+
+def save_plan(plan: SweepPlan) -> None:
+    _write_text(f"{plan.experiment_path}/{STATE_FILE}", json.dumps(dataclasses.asdict(plan), indent=2))
+
+
+def _fs(uri: str):
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+
+
+def _exists(uri: str) -> bool:
+    import pyarrow.fs
+
+    fs, path = _fs(uri)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def _read_text(uri: str) -> str:
+    fs, path = _fs(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def _write_text(uri: str, text: str) -> None:
+    fs, path = _fs(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray
+# ----------------------------------------------------------------------------------------------
+def init_ray(address: str = "", num_cpus: int | None = None) -> None:
+    """Connect to a cluster (`address`, e.g. "auto") or start a local one with TRAIN_DRIVER."""
+    import ray
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address)
+        else:  # "local": never attach by accident to someone else's `ray start` cluster
+            ray.init(address="local", num_cpus=num_cpus, resources={DRIVER_RESOURCE: 100}, include_dashboard=True)
+    if ray.cluster_resources().get(DRIVER_RESOURCE, 0) <= 0:
+        raise SweepError(
+            f"the Ray cluster has no {DRIVER_RESOURCE} resource: start the head (non-preemptible) node with "
+            f"`ray start --head --resources='{{\"{DRIVER_RESOURCE}\": 100}}'` so trial drivers have a safe home"
+        )
+
+
+def build_tuner(plan: SweepPlan, trial_fn: Callable | None = None, callbacks: list | None = None, **ctx_extra: Any):
+    """A fresh `Tuner` for a new sweep (see `restore_tuner` for a resumed one)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from search.searcher import make_searcher
+
+    space, settings, max_epochs = plan.space(), plan.sweep_settings(), plan.max_epochs()
+    searcher = make_searcher(space, settings, max_epochs, plan.optuna_storage, study_name=plan.name)
+    if settings.scheduler == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="epoch",  # survives resumes; training_iteration restarts at 1
+            metric=settings.metric,
+            mode=settings.resolved_mode(),
+            max_t=max_epochs,
+            grace_period=min(settings.grace_period, max_epochs),
+            reduction_factor=settings.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    return tune.Tuner(
+        trainable(plan, trial_fn, **ctx_extra),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=settings.num_samples,
+            max_concurrent_trials=settings.max_concurrent,
+            time_budget_s=settings.time_budget_h * 3600 or None,
+        ),
+        run_config=tune.RunConfig(
+            name=plan.name,
+            storage_path=plan.storage_path,
+            # Train restarts worker groups itself (max_failures); a trial driver lives on a
+            # non-preemptible node, so Tune does not re-run failed trials.
+            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=callbacks or [],
+            verbose=0,
+        ),
+    )
+
+
+def trainable(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: Any):
+    from ray import tune
+
+    settings = plan.sweep_settings()
+    ctx = TrialContext(
+        space=plan.space(),
+        sweep_name=plan.name,
+        train_storage=plan.train_storage,
+        mlflow_uri=plan.mlflow_uri,
+        experiment=plan.experiment,
+        parent_run_id=plan.parent_run_id,
+        max_epochs=plan.max_epochs(),
+        seed=settings.seed,
+        **ctx_extra,
+    )
+    return tune.with_resources(tune.with_parameters(trial_fn or run_trial, ctx=ctx), TRIAL_DRIVER_RESOURCES)
+
+
+def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: Any):
+    """Tuner.restore: finished trials stay finished, unfinished ones continue (Train resumes them
+    from their checkpoints), the searcher keeps its history and the total stays num_samples.
+    The callbacks come back from the pickled tuner (they are plain, picklable objects)."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(plan.experiment_path):
+        raise SweepError(f"{plan.experiment_path} has no Tune experiment state to resume (did the sweep start?)")
+    return tune.Tuner.restore(
+        plan.experiment_path, trainable(plan, trial_fn, **ctx_extra), resume_unfinished=True, resume_errored=False
+    )
+
+
+def sweep_params(plan: SweepPlan) -> dict[str, Any]:
+    """What the parent run records about the sweep."""
+    space = plan.space()
+    params = {f"sweep.{k}": v for k, v in plan.settings.items()}
+    params.update({f"space.{k}": v for k, v in describe(space).items()})
+    params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
+    params.update(
+        {
+            "sweep.name": plan.name,
+            "sweep.max_epochs": plan.max_epochs(),
+            "sweep.storage": plan.experiment_path,
+            "sweep.optuna_storage": plan.optuna_storage,
+            "sweep.space_file": plan.space_source,
+        }
+    )
+    return params
+
+
+# ----------------------------------------------------------------------------------------------
+# Running a sweep end to end
+# ----------------------------------------------------------------------------------------------
+def run_sweep(
+    plan: SweepPlan,
+    *,
+    resume: bool = False,
+    trial_fn: Callable | None = None,
+    address: str = "",
+    num_cpus: int | None = None,
+    interval_s: float = 20.0,
+    **ctx_extra: Any,
+):
+    """Start (or resume) the sweep, wait for it, then report. Returns a `search.report.SweepReport`."""
+    from search.progress import SweepMonitor
+
+    init_ray(address, num_cpus)
+    settings = plan.sweep_settings()
+    if resume:
+        if plan.parent_run_id:
+            mlflow_runs.client(plan.mlflow_uri).update_run(plan.parent_run_id, status="RUNNING")
+        tuner = restore_tuner(plan, trial_fn, **ctx_extra)
+    else:
+        plan.parent_run_id = mlflow_runs.start_parent_run(
+            plan.mlflow_uri, plan.experiment, plan.name, sweep_params(plan), plan.space_text
+        )
+        save_plan(plan)
+        local = "://" not in plan.storage_path
+        monitor = SweepMonitor(
+            metric=settings.metric,
+            mode=settings.resolved_mode(),
+            max_epochs=plan.max_epochs(),
+            num_samples=settings.num_samples,
+            time_budget_s=settings.time_budget_h * 3600,
+            mlflow_uri=plan.mlflow_uri,
+            parent_run_id=plan.parent_run_id,
+            timeline_path=f"{plan.experiment_path}/trial_timeline.json" if local else "",
+            interval_s=interval_s,
+        )
+        tuner = build_tuner(plan, trial_fn, [monitor], **ctx_extra)
+    print(
+        f"sweep {plan.name}: {plan.experiment_path} (MLflow run {plan.parent_run_id} at {plan.mlflow_uri})", flush=True
+    )
+    started = time.time()
+    try:
+        grid = tuner.fit()
+    except BaseException:
+        # Leave the parent open-able: `--resume` sets it RUNNING again and carries on.
+        mlflow_runs.end_run(plan.mlflow_uri, plan.parent_run_id, "KILLED")
+        raise
+    return finish_sweep(plan, grid, wall_s=time.time() - started)
+
+
+def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
+    """Results table, plots, best model registered, parent run closed, summary printed."""
+    import tempfile
+
+    import optuna
+
+    from search import report as reporting
+
+    settings = plan.sweep_settings()
+    metric, mode = settings.metric, settings.resolved_mode()
+    rows = reporting.result_rows(grid, metric, mode, plan.max_epochs())
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("completed", "pruned", "errored")}
+    completed = [r for r in rows if r["state"] == "completed" and isinstance(r[metric], (int, float))]
+    result = reporting.SweepReport(plan.name, metric, mode, rows, completed[0] if completed else None, counts=counts)
+    local = "://" not in plan.storage_path
+    folder = Path(plan.experiment_path if local else tempfile.mkdtemp()) / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    reporting.write_csv(rows, folder / "results.csv")
+    result.files["results table"] = str(folder / "results.csv")
+    if plan.optuna_storage:
+        study = optuna.load_study(study_name=plan.name, storage=plan.optuna_storage)
+        result.files.update(reporting.write_plots(study, folder / "plots"))
+    if plan.parent_run_id:
+        mlflow_runs.log_artifacts(plan.mlflow_uri, plan.parent_run_id, folder)
+        mlflow_runs.log_metrics(plan.mlflow_uri, plan.parent_run_id, {**result.summary_metrics(), "wall_s": wall_s})
+        reporting.register_best(result, plan.mlflow_uri, plan.parent_run_id, settings.register_model)
+        mlflow_runs.end_run(plan.mlflow_uri, plan.parent_run_id, "FINISHED")
+    print(reporting.format_summary(result, plan), flush=True)
+    return result
