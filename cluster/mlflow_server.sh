@@ -3,7 +3,8 @@
 #
 #   bash cluster/mlflow_server.sh gs://BUCKET/gsenet/mlflow [PORT]
 #
-# Runs store: SQLite on the head's disk (MLFLOW_BACKEND_URI overrides, e.g. postgresql://...).
+# Runs store: SQLite in /home/ray/state (a host folder on the head's disk; MLFLOW_BACKEND_URI overrides,
+# e.g. postgresql://...).
 # Artifacts: proxied to the bucket, so only the head needs GCS write access. Listens on 0.0.0.0 so
 # GPU workers reach it at http://HEAD_IP:PORT; the default VPC firewall keeps it off the internet,
 # and users reach it through an SSH tunnel (cluster/README.md).
@@ -11,7 +12,7 @@ set -euo pipefail
 
 artifacts="${1:?usage: mlflow_server.sh gs://BUCKET/PREFIX [PORT]}"
 port="${2:-5000}"
-backend="${MLFLOW_BACKEND_URI:-sqlite:////home/ray/mlflow.db}"
+backend="${MLFLOW_BACKEND_URI:-sqlite:////home/ray/state/mlflow.db}"
 log="${HOME}/mlflow.log"
 
 healthy() {
