@@ -616,6 +616,18 @@ def simulate_dataset(
     return out
 
 
+def load_simulation_config(out: str | Path) -> tuple[SimulationConfig, int]:
+    """(config, seed) a dataset was made with, from its simulation.json; with `simulate_recording`
+    they re-create any recording's separate components (speech, noise, interference)."""
+    from gsenet.config import from_dict
+
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{path} is missing: {out} was not made by `gsenet simulate`")
+    manifest = json.loads(path.read_text())
+    return from_dict(manifest["config"], SimulationConfig), int(manifest["seed"])
+
+
 def summarize_dataset(out: str | Path) -> dict:
     """Counts per split and condition and mean SIR/SINR of beamformer vs reference, from meta.json files."""
     metas = [json.loads(p.read_text()) for p in sorted(Path(out).glob("*/*/meta.json"))]
