@@ -383,13 +383,13 @@ def check_dataset(root: Path, cfg: DataConfig, sample_rate: int) -> DatasetRepor
 
 
 def _dataset_level_warnings(report: DatasetReport, cfg: DataConfig) -> None:
-    other_rates = _counts(
-        r.sample_rate for r in report.recordings if r.sample_rate and r.sample_rate != report.sample_rate
-    )
-    if other_rates:
+    resampled = [r for r in report.recordings if r.sample_rate and r.sample_rate != report.sample_rate]
+    if resampled:
+        rates = ", ".join(map(str, _counts(r.sample_rate for r in resampled)))
+        listed = ", ".join(r.folder for r in resampled[:5]) + (" ..." if len(resampled) > 5 else "")
         report.dataset_warnings.append(
-            f"{sum(other_rates.values())} recording(s) at {', '.join(map(str, other_rates))} Hz will be resampled to "
-            f"{report.sample_rate} Hz (once, cached under data.cache_dir)"
+            f"{len(resampled)} recording(s) at {rates} Hz will be resampled to {report.sample_rate} Hz "
+            f"(once, cached under data.cache_dir): {listed}"
         )
     channel_counts = _counts(r.channels for r in report.recordings)
     if len(channel_counts) > 1:
