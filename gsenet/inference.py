@@ -140,3 +140,133 @@ def enhance_arrays(model: GSENet, beam: np.ndarray, ref: np.ndarray, *, streamin
     device = next(model.parameters()).device
     out = enhance_tensor(model, b.to(device), r.to(device), streaming=streaming).float().cpu().numpy()
     return out[0] if squeeze else out
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation: the model against the beamformer and the raw reference mic
+# ----------------------------------------------------------------------------------------------
+def evaluate_model(
+    model: GSENet,
+    model_cfg: ExperimentConfig | ModelConfig,
+    data_root: str | Path,
+    split: str = "test",
+    *,
+    data_cfg=None,
+    streaming: bool = False,
+    perceptual: bool = True,
+    max_recordings: int = 0,
+) -> list[dict]:
+    """One row per recording: SI-SDR / PESQ-wb / STOI of the enhanced output, the beamformer output
+    (`*_beam`) and the reference mic (`*_ref`), the improvements over the beamformer, and the
+    recording's meta.json (as `meta.<key>`) so results can be broken down by condition."""
+    import json
+
+    from gsenet import metrics as M
+    from gsenet.config import DataConfig
+    from gsenet.data import RecordingDataset
+
+    if data_cfg is None:
+        data_cfg = model_cfg.data if isinstance(model_cfg, ExperimentConfig) else DataConfig()
+    sr = model_config_of(model_cfg).sample_rate
+    dataset = RecordingDataset(Path(data_root) / split, data_cfg, sr)
+    rows = []
+    for index in range(len(dataset) if not max_recordings else min(max_recordings, len(dataset))):
+        item, recording = dataset[index], dataset.recordings[index]
+        beam, ref, target = (item[k].numpy() for k in ("beam", "ref", "target"))
+        enhanced = enhance_arrays(model, beam, ref, streaming=streaming)
+        row = {"recording": item["name"], "seconds": round(len(target) / sr, 3)}
+        for suffix, signal in (("", enhanced), ("_beam", beam), ("_ref", ref)):
+            for key, value in M.score(signal, target, sr, perceptual=perceptual).items():
+                row[f"{key}{suffix}"] = value
+        for key in ("si_sdr", "pesq", "stoi"):
+            if key in row:
+                row[f"{key}_improvement"] = row[key] - row[f"{key}_beam"]
+        meta_path = Path(recording.folder) / "meta.json"
+        if meta_path.is_file():
+            for key, value in json.loads(meta_path.read_text()).items():
+                if isinstance(value, (int, float, str, bool)):
+                    row[f"meta.{key}"] = value
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict[str, float]:
+    """Mean of every numeric metric column (NaNs skipped)."""
+    from gsenet.metrics import nanmean
+
+    keys = [k for k in rows[0] if not k.startswith("meta.") and k not in ("recording",)] if rows else []
+    return {f"mean_{k}": nanmean(r.get(k) for r in rows) for k in keys if isinstance(rows[0][k], float)}
+
+
+def format_table(rows: list[dict], summary: dict[str, float]) -> str:
+    """Per-recording SI-SDR / PESQ / STOI for enhanced vs beamformer vs reference mic, then the means."""
+    columns = [("si_sdr", "SI-SDR"), ("pesq", "PESQ"), ("stoi", "STOI")]
+    columns = [(k, t) for k, t in columns if rows and k in rows[0]]
+    header = f"{'recording':<24}" + "".join(f"{t + ' ' + w:>14}" for k, t in columns for w in ("enh", "beam", "ref"))
+    lines = [header, "-" * len(header)]
+
+    def fmt(values: list) -> str:
+        return "".join(f"{v:>14.3f}" for v in values)
+
+    for row in rows:
+        lines.append(
+            f"{row['recording'][:24]:<24}" + fmt([row[f"{k}{s}"] for k, _ in columns for s in ("", "_beam", "_ref")])
+        )
+    lines.append("-" * len(header))
+    lines.append(f"{'mean':<24}" + fmt([summary[f"mean_{k}{s}"] for k, _ in columns for s in ("", "_beam", "_ref")]))
+    gains = ", ".join(f"{t} {summary[f'mean_{k}_improvement']:+.3f}" for k, t in columns)
+    lines.append(f"improvement over the beamformer: {gains}")
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], path: str | Path) -> Path:
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------
+EXPORT_FORMATS = ("onnx", "torchscript")
+
+
+def export_model(model: GSENet, model_cfg: ModelConfig, out: str | Path, fmt: str = "onnx") -> Path:
+    """A self-contained model folder (model.pt + model.yaml) plus model.onnx or model.ts.
+
+    Inputs "beam" and "ref" are float32 [batch, time] and the output "enhanced" has the same
+    shape; batch and time are dynamic. Returns the exported file.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+    out = save_model_folder(model.state_dict(), model_cfg, out)
+    model = model.eval().cpu()
+    example = torch.randn(1, model_cfg.sample_rate // 2) * 0.1
+    if fmt == "torchscript":
+        with torch.no_grad():
+            traced = torch.jit.trace(model, (example, example), check_trace=False)
+        traced.save(str(out / "model.ts"))
+        return out / "model.ts"
+    import warnings
+
+    dims = {0: "batch", 1: "time"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model,
+            (example, example),
+            input_names=["beam", "ref"],
+            output_names=["enhanced"],
+            dynamic_axes={"beam": dims, "ref": dims, "enhanced": dims},
+            dynamo=True,
+            verbose=False,
+        )
+    program.save(str(out / "model.onnx"))
+    return out / "model.onnx"

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 PESQ_RATE = 16000  # PESQ wide-band is defined at 16 kHz
+PESQ_TIMEOUT_S = 20.0  # per call; PESQ takes well under a second for a few seconds of audio
 
 
 def si_sdr(estimate: np.ndarray, target: np.ndarray, eps: float = 1e-8) -> float:
@@ -28,23 +29,65 @@ def si_sdr(estimate: np.ndarray, target: np.ndarray, eps: float = 1e-8) -> float
     return float(10 * np.log10((np.dot(projection, projection) + eps) / (np.dot(noise, noise) + eps)))
 
 
-def pesq_wb(estimate: np.ndarray, target: np.ndarray, sample_rate: int) -> float:
-    """PESQ wide-band MOS-LQO (1.04..4.64); NaN when PESQ finds no speech in the target."""
-    from pesq import pesq
-    from pesq.cypesq import PesqError
+def pesq_wb(estimate: np.ndarray, target: np.ndarray, sample_rate: int, timeout: float = PESQ_TIMEOUT_S) -> float:
+    """PESQ wide-band MOS-LQO (1.04..4.64); NaN when PESQ finds no speech or does not finish.
 
+    The `pesq` C code can loop forever on some inputs (seen on an early-training model output),
+    so it runs in a forked child that is killed after `timeout` seconds.
+    """
     from gsenet.audio import resample
 
     _check_pair(estimate, target)
     estimate = resample(np.asarray(estimate, dtype=np.float32), sample_rate, PESQ_RATE)
     target = resample(np.asarray(target, dtype=np.float32), sample_rate, PESQ_RATE)
-    if len(target) < PESQ_RATE // 4:  # PESQ needs at least 1/4 s
+    if len(target) < PESQ_RATE // 4 or not (np.isfinite(estimate).all() and np.isfinite(target).all()):
+        return math.nan  # PESQ needs at least 1/4 s of finite samples
+    if not np.any(target) or not np.any(estimate):
         return math.nan
+    return _run_with_timeout(_pesq_raw, (target, estimate), timeout, what="PESQ")
+
+
+def _pesq_raw(target: np.ndarray, estimate: np.ndarray) -> float:
+    from pesq import pesq
+    from pesq.cypesq import PesqError
+
     try:
         with np.errstate(invalid="ignore", divide="ignore"):
             return float(pesq(PESQ_RATE, target, estimate, "wb"))
-    except PesqError:  # e.g. NoUtterancesError on silence
+    except PesqError:  # e.g. NoUtterancesError
         return math.nan
+
+
+def _run_with_timeout(fn, args: tuple, timeout: float, what: str) -> float:
+    """fn(*args) in a forked child; NaN (with a warning) when it does not return within `timeout`."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(fn, args, sender), daemon=True)
+    child.start()
+    sender.close()
+    try:
+        if receiver.poll(timeout):
+            return float(receiver.recv())
+        warnings.warn(f"{what} did not finish in {timeout:.0f} s; scored as NaN", RuntimeWarning, stacklevel=3)
+        return math.nan
+    except EOFError:  # the child died
+        return math.nan
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+
+
+def _child(fn, args, sender) -> None:
+    try:
+        sender.send(fn(*args))
+    except BaseException:
+        sender.send(math.nan)
+    finally:
+        sender.close()
 
 
 def stoi(estimate: np.ndarray, target: np.ndarray, sample_rate: int, extended: bool = False) -> float:

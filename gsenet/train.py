@@ -338,6 +338,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         scheduler.load_state_dict(restored["scheduler"])
         progress = Progress(**restored["progress"])
         best_state = restored.get("best_model")
+    start_step = progress.step  # reported, so a resumed run shows where it picked up
     model = ray.train.torch.prepare_model(model)
     bare = model.module if hasattr(model, "module") else model
     step_fn = torch.compile(model) if cfg.train.compile and device.type == "cuda" else model
@@ -422,6 +423,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         metrics = {
             "epoch": epoch,
             "step": progress.step,
+            "start_step": start_step,
             "train_loss": loss_sum / max(1, loss_count),
             "lr": scheduler.get_last_lr()[0],
             "audio_seconds_per_second": loss_count * audio_per_step / max(train_seconds, 1e-9),

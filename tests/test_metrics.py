@@ -61,3 +61,12 @@ def test_trim_uses_lengths_and_nanmean_skips_nan():
 def test_mismatched_shapes_are_an_error():
     with pytest.raises(ValueError, match="equal length"):
         metrics.si_sdr(np.zeros(10), np.zeros(11))
+
+
+def test_a_call_that_never_returns_is_nan_after_the_timeout():
+    import time
+
+    start = time.monotonic()
+    with pytest.warns(RuntimeWarning, match="did not finish"):
+        value = metrics._run_with_timeout(time.sleep, (60,), timeout=0.5, what="sleep")
+    assert math.isnan(value) and time.monotonic() - start < 10

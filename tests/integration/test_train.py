@@ -1,0 +1,164 @@
+"""End to end on real services: Ray (local, 2 CPUs), an MLflow server (SQLite) and simulated data.
+
+One tiny training run is shared by the module; a second run is killed mid-way and resumed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.mlflow_server import mlflow_server  # noqa: F401
+from fixtures.ray_local import ray_local  # noqa: F401
+from fixtures.recordings import make_dataset
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+EPOCHS, STEPS = 3, 6
+REGISTERED = "gsenet-it"
+
+
+def tiny_overrides(data: Path, storage: Path, mlflow_uri: str, name: str) -> dict:
+    return {
+        "data.path": str(data),
+        "data.segment_seconds": 0.5,
+        "data.batch_size": 4,
+        "model.widths": [4, 4, 8, 8, 8, 8],
+        "model.dilation_depth": 1,
+        "optim.lr": 3e-3,
+        "optim.warmup_steps": 2,
+        "train.epochs": EPOCHS,
+        "train.steps_per_epoch": STEPS,
+        "train.metric_subset": 1,
+        "train.log_every": 3,
+        "train.storage_path": str(storage),
+        "train.name": name,
+        "tracking.mlflow_uri": mlflow_uri,
+        "tracking.register_model": REGISTERED,
+    }
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    return make_dataset(root / "ds", n_per_split={"train": 3, "val": 2, "test": 2}, seconds=1.5, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trained(ray_local, mlflow_server, dataset, tmp_path_factory):  # noqa: F811
+    from gsenet.config import ExperimentConfig, apply_overrides
+    from gsenet.train import fit
+
+    storage = tmp_path_factory.mktemp("runs")
+    cfg = apply_overrides(ExperimentConfig(), tiny_overrides(dataset, storage, mlflow_server.uri, "tiny"))
+    result = fit(cfg)
+    return cfg, result
+
+
+def mlflow_run(uri: str, name: str):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("gsenet")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`mlflow.runName` = '{name}'")
+    assert len(runs) == 1, f"expected one MLflow run named {name}, got {len(runs)}"
+    return client, runs[0]
+
+
+def test_loss_decreases_and_metrics_are_reported(trained):
+    cfg, result = trained
+    assert result.metrics["epoch"] == EPOCHS and result.metrics["step"] == EPOCHS * STEPS
+    history = result.metrics_dataframe.sort_values("epoch")
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
+    for key in ("train_loss", "val_si_sdr", "val_pesq", "val_stoi", "lr", "audio_seconds_per_second"):
+        assert np.isfinite(history[key]).all(), key
+
+
+def test_checkpoint_holds_training_state(trained):
+    import torch
+
+    _, result = trained
+    with result.checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / "checkpoint.pt", weights_only=True)
+        assert (Path(folder) / "config.yaml").is_file()
+    assert state["progress"]["step"] == EPOCHS * STEPS and state["progress"]["epoch"] == EPOCHS + 1
+    assert {"model", "optimizer", "scheduler", "config", "best_model"} <= set(state)
+
+
+def test_mlflow_run_has_params_metrics_audio_and_models(trained, mlflow_server):  # noqa: F811
+    import mlflow.pyfunc
+
+    cfg, _ = trained
+    client, run = mlflow_run(mlflow_server.uri, "tiny")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.widths"] == "[4, 4, 8, 8, 8, 8]"
+    assert run.data.params["optim.lr"] == "0.003"
+    val_loss = client.get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in val_loss] == [STEPS, 2 * STEPS, 3 * STEPS]
+    run_id = run.info.run_id
+    top = {f.path for f in client.list_artifacts(run_id)}
+    assert {"config.yaml", "system.json", "audio", "data"} <= top
+    recording = client.list_artifacts(run_id, "audio")[0].path
+    epoch_files = {Path(f.path).name for f in client.list_artifacts(run_id, f"{recording}/epoch_003")}
+    assert epoch_files == {"ref.wav", "beam.wav", "enhanced.wav", "target.wav", "spectrograms.png"}
+    # The registered best model loads with plain MLflow and enhances audio.
+    version = client.get_latest_versions(REGISTERED)[0]
+    assert version.run_id == run_id
+    model = mlflow.pyfunc.load_model(f"models:/{REGISTERED}/{version.version}")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4000)).astype(np.float32) * 0.1
+    out = model.predict({"beam": x, "ref": x})
+    assert out.shape == (2, 4000) and np.isfinite(out).all()
+
+
+def test_resume_after_kill_continues_from_checkpoint(ray_local, mlflow_server, dataset, tmp_path):  # noqa: F811
+    from gsenet.config import ExperimentConfig, apply_overrides
+    from gsenet.train import fit
+
+    storage = tmp_path / "runs"
+    overrides = tiny_overrides(dataset, storage, mlflow_server.uri, "killed")
+    overrides.pop("tracking.register_model")
+    command = [sys.executable, "-m", "gsenet", "train"] + [f"{k}={v}" for k, v in overrides.items()]
+    command = [c.replace(" ", "") for c in command]  # lists as [4,4,8,...]
+    env = {**os.environ, "RAY_ADDRESS": ray_local}
+    process = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    first = storage / "killed" / f"checkpoint_{STEPS:08d}" / "checkpoint.pt"
+    try:
+        deadline = time.monotonic() + 240
+        while not first.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert first.exists(), "the first run never wrote its epoch-1 checkpoint"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver dies; Ray tears down its workers
+        process.wait(30)
+    time.sleep(2)
+    cfg = apply_overrides(ExperimentConfig(), overrides)
+    result = fit(cfg)
+    assert result.metrics["step"] == EPOCHS * STEPS
+    assert result.metrics["start_step"] > 0 and result.metrics["start_step"] % STEPS == 0
+    client, run = mlflow_run(mlflow_server.uri, "killed")  # the same MLflow run continued
+    epochs = [int(m.value) for m in client.get_metric_history(run.info.run_id, "epoch")]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == EPOCHS
+
+
+def test_unreachable_mlflow_is_a_clear_error_before_training(dataset, tmp_path):
+    from fixtures.mlflow_server import free_port
+
+    from gsenet.config import ExperimentConfig, apply_overrides
+    from gsenet.errors import TrackingError
+    from gsenet.train import build_trainer
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    cfg = apply_overrides(ExperimentConfig(), tiny_overrides(dataset, tmp_path / "runs", dead, "dead"))
+    with pytest.raises(TrackingError, match="not reachable"):
+        build_trainer(cfg)
+    assert not (tmp_path / "runs").exists()
