@@ -158,10 +158,16 @@ def procedural_speech(
     harm_amp = _formant_envelope(harm_freqs, formants) / harmonics[None, :]
     harm_amp[harm_freqs > 0.45 * sample_rate] = 0.0
     phase = 2 * np.pi * np.cumsum(f0) / sample_rate + rng.uniform(0, 2 * np.pi)
+    # Per harmonic: amplitude linearly interpolated within each frame (repeat + slope), and
+    # sin((k+1) phase) by the Chebyshev recurrence instead of one np.sin per harmonic (2x faster).
+    frac = np.tile(np.arange(FRAME) / FRAME, n_frames)[:n_samples]
+    slopes = np.diff(harm_amp, axis=0)
+    two_cos, sin_prev, sin_k = 2 * np.cos(phase), np.zeros(n_samples), np.sin(phase)
     voiced = np.zeros(n_samples)
     for k in range(n_harm):
-        amp = np.interp(sample_pos, frame_pos, harm_amp[:, k])
-        voiced += amp * np.sin((k + 1) * phase)
+        amp = np.repeat(harm_amp[:-1, k], FRAME)[:n_samples] + np.repeat(slopes[:, k], FRAME)[:n_samples] * frac
+        voiced += amp * sin_k
+        sin_k, sin_prev = two_cos * sin_k - sin_prev, sin_k
     voiced /= np.sqrt(np.mean(voiced[v_amp > 0.3] ** 2)) if np.any(v_amp > 0.3) else 1.0
 
     aspiration = _band_noise(rng, n_samples, sample_rate, 500, 0.45 * sample_rate) * speaker.breathiness
