@@ -270,3 +270,40 @@ def export_model(model: GSENet, model_cfg: ModelConfig, out: str | Path, fmt: st
         )
     program.save(str(out / "model.onnx"))
     return out / "model.onnx"
+
+
+def check_export(model: GSENet, path: str | Path, seconds: float = 1.3, batch: int = 2) -> dict:
+    """Max abs difference between an exported model and PyTorch, and the export's real-time factor."""
+    import time
+
+    path = Path(path)
+    sr = model.cfg.sample_rate
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, int(seconds * sr), generator=generator) * 0.1
+    y = torch.randn(batch, int(seconds * sr), generator=generator) * 0.1
+    with torch.no_grad():
+        expected = model.eval()(x, y).numpy()
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        def run() -> np.ndarray:
+            return session.run(None, {"beam": x.numpy(), "ref": y.numpy()})[0]
+
+        runtime = "onnxruntime"
+    else:
+        scripted = torch.jit.load(str(path))
+
+        def run() -> np.ndarray:
+            with torch.no_grad():
+                return scripted(x, y).numpy()
+
+        runtime = "torchscript"
+    got = run()
+    start = time.perf_counter()
+    run()
+    rtf = (time.perf_counter() - start) / (batch * seconds)
+    return {"max_abs_error": float(np.abs(got - expected).max()), "rtf": rtf, "runtime": runtime, "samples": x.shape[1]}
