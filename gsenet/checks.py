@@ -98,16 +98,19 @@ def scan_file(path: Path) -> FileStats:
     if info.channels != 1:
         return stats  # the caller reports it; statistics of a wrongly shaped file mean nothing
     energy, count = 0.0, 0
+    can_be_nonfinite = info.subtype in ("FLOAT", "DOUBLE")  # integer PCM holds no NaN/Inf: skip that pass
     try:
         for block in sf.blocks(str(path), blocksize=BLOCK, dtype="float32", always_2d=False):
-            finite = np.isfinite(block)
-            stats.nonfinite += int(block.size - finite.sum())
-            block = block[finite]
+            if can_be_nonfinite:
+                finite = np.isfinite(block)
+                if not finite.all():
+                    stats.nonfinite += int(block.size - finite.sum())
+                    block = block[finite]
             if block.size:
                 magnitude = np.abs(block)
                 stats.peak = max(stats.peak, float(magnitude.max()))
-                stats.clipped += int((magnitude >= CLIP_LEVEL).sum())
-                energy += float(np.dot(block.astype(np.float64), block))
+                stats.clipped += int(np.count_nonzero(magnitude >= CLIP_LEVEL))
+                energy += float(np.dot(block, block))
                 count += block.size
     except Exception as exc:
         raise DataError(
