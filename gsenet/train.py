@@ -146,18 +146,18 @@ def fit(cfg: ExperimentConfig, **kwargs):
 
 
 def _user_error(exc: BaseException) -> BaseException:
-    """Find a GSENetError among the causes of a Ray failure (or in its text) and re-raise it as such."""
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, GSENetError):
-            return type(seen)(str(seen))
-        seen = seen.__cause__ or getattr(seen, "cause", None) or None
-    text = str(exc)
+    """The GSENetError a worker raised (Ray wraps it per rank), as its own type and message."""
+    candidates = [exc, *getattr(exc, "worker_failures", {}).values(), getattr(exc, "controller_failure", None)]
+    for error in candidates:
+        while error is not None:
+            if isinstance(error, GSENetError):
+                return type(error)(str(error))
+            error = error.__cause__ or getattr(error, "cause", None)
+    text = str(exc)  # a RayTaskError that could not re-create the original type
     for error_type in (TrainingError, GSENetError):
         marker = f"{error_type.__name__}: "
         if marker in text:
-            message = text.split(marker, 1)[1].strip().splitlines()[0]
-            return TrainingError(message) if error_type is TrainingError else GSENetError(message)
+            return error_type(text.split(marker, 1)[1].strip().splitlines()[0])
     return exc
 
 
