@@ -186,6 +186,21 @@ def setup_device(cfg: ExperimentConfig, device: torch.device) -> torch.dtype | N
     return None
 
 
+def check_autocast(model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None) -> torch.dtype | None:
+    """`dtype` if a forward pass runs under autocast with it, else None (fp32) with a warning, so a
+    model op without a bf16 kernel (complex STFT parts) costs speed, not the run."""
+    if dtype is None:
+        return None
+    x = torch.zeros(1, model.cfg.n_fft * 4, device=device)
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype):
+            model(x, x)
+        return dtype
+    except RuntimeError as exc:
+        print(f"gsenet: {dtype} autocast fails for this model on {device} ({exc}); training in fp32")
+        return None
+
+
 def make_train_loader(dataset, cfg: ExperimentConfig, start_batch: int, world_size: int):
     """This epoch's loader, skipping the batches already trained (after a mid-epoch checkpoint).
 
@@ -323,7 +338,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         val_set.recordings = val_set.recordings[: cfg.data.val_max_recordings]
 
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank (DDP also broadcasts)
-    model = GSENet(cfg.model)
+    model = GSENet(cfg.model).to(device)
+    autocast_dtype = check_autocast(model, device, autocast_dtype)
     loss_fn = GSENetLoss(cfg.loss, sr)
     o = cfg.optim
     optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
