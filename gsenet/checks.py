@@ -16,6 +16,8 @@ test/ split, files at another rate than the model's (they are resampled once and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -29,7 +31,7 @@ import soundfile as sf
 from gsenet.audio import audio_info, read_audio
 from gsenet.config import DataConfig
 from gsenet.errors import DataError
-from gsenet.storage import resolve_data_root
+from gsenet.storage import cache_root, resolve_data_root
 
 log = logging.getLogger(__name__)
 
@@ -356,8 +358,12 @@ def _listed(messages: list[str]) -> list[str]:
     return lines
 
 
-def check_dataset(root: Path, cfg: DataConfig, sample_rate: int) -> DatasetReport:
-    """Check every recording of ROOT/{train,val,test}; never raises for bad data (see the report)."""
+def check_dataset(root: Path, cfg: DataConfig, sample_rate: int, *, use_cache: bool = True) -> DatasetReport:
+    """Check every recording of ROOT/{train,val,test}; never raises for bad data (see the report).
+
+    With `use_cache`, a recording whose files (names, sizes, mtimes) and settings are unchanged
+    since the last check reuses that result (CACHE/checks/), so sweeps do not re-read the data per trial.
+    """
     root = Path(root)
     report = DatasetReport(str(root), sample_rate)
     if not root.is_dir():
@@ -379,10 +385,64 @@ def check_dataset(root: Path, cfg: DataConfig, sample_rate: int) -> DatasetRepor
     extra = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in SPLITS and not p.name.startswith("."))
     if extra:
         report.dataset_warnings.append(f"{root}: ignoring folders that are not splits: {', '.join(extra)}")
+    cache = ReportCache(root, cfg, sample_rate) if use_cache else None
+
+    def check(job: tuple[Path, str]) -> RecordingReport:
+        if cache is None:
+            return check_recording(job[0], job[1], cfg, sample_rate)
+        key = cache.key(*job)  # taken before reading, so a file changed meanwhile is checked again next time
+        result = cache.get(f"{job[1]}/{job[0].name}", key) or check_recording(job[0], job[1], cfg, sample_rate)
+        cache.put(result, key)
+        return result
+
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # I/O and numpy release the GIL
-        report.recordings = list(pool.map(lambda job: check_recording(job[0], job[1], cfg, sample_rate), jobs))
+        report.recordings = list(pool.map(check, jobs))
+    if cache:
+        cache.save()
     _dataset_level_warnings(report, cfg)
     return report
+
+
+class ReportCache:
+    """Per-recording check results of one dataset root, keyed by the files' names, sizes and mtimes
+    and the settings that change the result; one JSON file per root, replaced atomically."""
+
+    VERSION = 1  # bump when the checks change
+
+    def __init__(self, root: Path, cfg: DataConfig, sample_rate: int):
+        settings = [self.VERSION, sample_rate, cfg.beam_channel, cfg.ref_channel, cfg.target_file,
+                    cfg.length_policy, cfg.segment_seconds, cfg.max_delay_ms]  # fmt: skip
+        self.settings = json.dumps(settings)
+        self.path = (
+            cache_root(cfg.cache_dir) / "checks" / (hashlib.sha1(str(root.resolve()).encode()).hexdigest() + ".json")
+        )
+        try:
+            self.entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+        self.fresh: dict = {}
+
+    def key(self, folder: Path, split: str) -> str:
+        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+        return hashlib.sha1(json.dumps([self.settings, split, files]).encode()).hexdigest()
+
+    def get(self, name: str, key: str) -> RecordingReport | None:
+        entry = self.entries.get(name)
+        if not entry or entry["key"] != key:
+            return None
+        report = RecordingReport(**entry["report"])
+        report.files = [FileStats(**f) for f in entry["report"]["files"]]
+        return report
+
+    def put(self, report: RecordingReport, key: str) -> None:
+        self.fresh[report.key] = {"key": key, "report": asdict(report)}
+
+    def save(self) -> None:
+        """Write this run's entries (recordings no longer in the dataset drop out)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.fresh))
+        tmp.replace(self.path)  # concurrent runs: the last complete file wins, never a partial one
 
 
 def _dataset_level_warnings(report: DatasetReport, cfg: DataConfig) -> None:

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,12 @@ from gsenet.errors import DataError
 
 SR = 16000
 CFG = DataConfig(segment_seconds=1.0)  # recordings are 1.5 s: keeps the tests fast
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GSENET_CACHE_DIR", str(tmp_path / "cache"))  # keep check results out of ~/.cache
+    return tmp_path / "cache"
 
 
 @pytest.fixture
@@ -117,3 +124,16 @@ def test_cli_json_and_max_delay(root, capsys):
     assert report["summary"]["splits"]["test"]["delay_ms_max_abs"] == pytest.approx(230.0)
     assert main(["data", "check", str(root), "data.max_delay_ms=100", "data.segment_seconds=1"]) == 0
     assert "230.0 ms behind" in capsys.readouterr().out
+
+
+def test_unchanged_recordings_reuse_the_cached_result(root, cache_dir):
+    assert check_dataset(root, CFG, SR).ok and list((cache_dir / "checks").glob("*.json"))
+    target = root / "val" / "rec_000" / "ground_truth.wav"
+    stat = target.stat()
+    break_recording(root / "val" / "rec_000", "silent")  # same size (zeros, same PCM_16 length)
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ... and same mtime: looks unchanged
+    assert check_dataset(root, CFG, SR).ok  # the cached result was used
+    assert not check_dataset(root, CFG, SR, use_cache=False).ok
+    target.touch()  # any real change (mtime or size) is checked again
+    assert check_dataset(root, CFG, SR).bad_recordings == ["val/rec_000"]
+    assert main(["data", "check", str(root), "data.segment_seconds=1", "--no-cache"]) == 1

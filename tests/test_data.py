@@ -13,6 +13,11 @@ from gsenet.errors import DataError
 SR = 16000
 
 
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("GSENET_CACHE_DIR", str(tmp_path / "cache"))  # keep caches out of ~/.cache
+
+
 @pytest.fixture
 def cfg(tmp_path):
     return DataConfig(segment_seconds=0.5, cache_dir=str(tmp_path / "cache"))

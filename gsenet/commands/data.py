@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--json", action="store_true", help="print the full report as JSON")
     check.add_argument("--max-delay-ms", type=float, help="warn above this beam/reference delay (data.max_delay_ms)")
     check.add_argument("--cache-dir", help="local cache for gs:// data (data.cache_dir; default ~/.cache/gsenet)")
+    check.add_argument("--no-cache", action="store_true", help="re-read every recording, even unchanged ones")
     _config_arguments(check)
     fetch = sub.add_parser("fetch", help="download gs://bucket/prefix into the local cache and print its path")
     fetch.add_argument("path", help="gs://bucket/prefix")
@@ -50,7 +51,7 @@ def _check(args: argparse.Namespace) -> int:
         overrides.append(f"data.cache_dir={args.cache_dir}")
     cfg = apply_overrides(cfg, overrides)
     root = resolve_data_root(args.path, cfg.data.cache_dir)
-    report = check_dataset(root, cfg.data, cfg.model.sample_rate)
+    report = check_dataset(root, cfg.data, cfg.model.sample_rate, use_cache=not args.no_cache)
     if args.path != str(root):
         report.root = f"{args.path} (cached at {root})"
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.format_table())
