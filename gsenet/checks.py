@@ -472,7 +472,7 @@ def prepare_data(cfg: DataConfig, sample_rate: int) -> tuple[Path, DatasetReport
 
     Build the datasets with `exclude=report.bad_recordings`.
     """
-    root = resolve_data_root(cfg.path, cfg.cache_dir)
+    root = resolve_data_root(cfg.path, cfg.cache_dir, timeout=cfg.gcs_timeout_s)
     report = check_dataset(root, cfg, sample_rate)
     report.raise_if_errors(skip_bad=cfg.skip_bad_recordings)
     for warning in report.warnings:

@@ -135,6 +135,7 @@ class DataConfig:
     skip_bad_recordings: bool = False  # skip (and list) recordings that fail the checks
     max_delay_ms: float = 20.0  # linter warns when beam lags/leads the reference by more
     cache_dir: str = ""  # local cache for gs:// data and resampled files ("" = ~/.cache/gsenet)
+    gcs_timeout_s: float = 60.0  # give up on an unreachable/failing gs:// endpoint after this (retries included)
     val_max_recordings: int = 0  # cap on validation recordings per epoch (0 = all)
 
     def validate(self) -> None:
@@ -143,6 +144,7 @@ class DataConfig:
         _check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
         _check(self.length_policy in LENGTH_POLICIES, "data.length_policy", f"must be one of {LENGTH_POLICIES}")
         _check(self.beam_channel != self.ref_channel, "data.ref_channel", "must differ from data.beam_channel")
+        _check(self.gcs_timeout_s > 0, "data.gcs_timeout_s", "must be positive")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ def test_gcc_phat_finds_the_delay(shift_ms):
 # kind -> (error?, file or folder named in the message, words of the message)
 BROKEN = {
     "truncated": (True, "rec_000/channel_1.wav", "not a readable audio file"),
+    "truncated_data": (True, "rec_000", "channel_2.wav: -"),
     "corrupt": (True, "rec_000/channel_2.wav", "not a readable audio file"),
     "stereo": (True, "rec_000/channel_1.wav", "expected mono"),
     "missing_target": (True, "rec_000/ground_truth.wav", "target file is missing"),

@@ -50,7 +50,7 @@ def _check(args: argparse.Namespace) -> int:
     if args.cache_dir:
         overrides.append(f"data.cache_dir={args.cache_dir}")
     cfg = apply_overrides(cfg, overrides)
-    root = resolve_data_root(args.path, cfg.data.cache_dir)
+    root = resolve_data_root(args.path, cfg.data.cache_dir, timeout=cfg.data.gcs_timeout_s)
     report = check_dataset(root, cfg.data, cfg.model.sample_rate, use_cache=not args.no_cache)
     if args.path != str(root):
         report.root = f"{args.path} (cached at {root})"

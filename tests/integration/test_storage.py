@@ -124,6 +124,8 @@ def test_unreachable_endpoint_fails_fast_with_a_clear_message(tmp_path, monkeypa
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # discard port: nothing listens
     with pytest.raises(StorageError, match=r"cannot reach the emulator at http://127\.0\.0\.1:9"):
         sync_gcs_prefix("gs://recordings/sets/v1", tmp_path, timeout=2)
+    code = main(["data", "check", "gs://recordings/sets/v1", "data.gcs_timeout_s=2", "--cache-dir", str(tmp_path)])
+    assert code == 1 and "cannot reach the emulator" in capsys.readouterr().err
 
 
 @pytest.fixture
