@@ -103,6 +103,8 @@ def test_cli_checks_a_gs_dataset(bucket, tmp_path, capsys):
     code = main(["data", "check", "gs://recordings/sets/v1", "data.segment_seconds=1", "--cache-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "gs://recordings/sets/v1 (cached at" in out and out.rstrip().endswith("OK")
+    assert main(["data", "fetch", "gs://recordings/sets/v1", "--cache-dir", str(tmp_path)]) == 0
+    assert "24 objects (0 downloaded now)" in capsys.readouterr().out  # the check above filled the cache
 
 
 @pytest.mark.parametrize(
