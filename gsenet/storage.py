@@ -108,8 +108,11 @@ def _storage_error(exc: Exception, uri: str) -> StorageError:
             f"{uri}: access denied ({exc.message}); the credentials in use (Application Default Credentials) "
             "need roles/storage.objectViewer on the bucket, or run `gcloud auth application-default login`"
         )
-    if "RefreshError" in type(exc).__name__ or "TransportError" in type(exc).__name__:
-        return StorageError(f"{uri}: credentials were rejected ({exc}); refresh them with `gcloud auth login`")
+    if type(exc).__name__ == "RefreshError":  # google.auth: the token endpoint said no
+        return StorageError(
+            f"{uri}: credentials were rejected ({exc}); refresh them with `gcloud auth application-default login` "
+            "or point GOOGLE_APPLICATION_CREDENTIALS at a valid key"
+        )
     return StorageError(
         f"{uri}: cannot reach {_where()} ({type(exc).__name__}: {str(exc)[:200]}); "
         "check the network, or STORAGE_EMULATOR_HOST if you use an emulator"
@@ -145,11 +148,23 @@ def _checksum_ok(path: Path, crc32c_b64: str | None, md5_b64: str | None) -> boo
     return True
 
 
+def _remove_stale_partials(dest: Path) -> None:
+    """Delete partial downloads of `dest` left by processes that died (a live one may still be writing)."""
+    for partial in dest.parent.glob(f".{dest.name}.partial-*"):
+        try:
+            os.kill(int(partial.name.rsplit("-", 1)[1]), 0)
+        except (ValueError, ProcessLookupError):
+            partial.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
 def _download_blob(blob, dest: Path, uri: str, timeout: float) -> bool:
     """Download one object generation to `dest` (temp name, verify, rename). Returns True if it downloaded."""
     if dest.exists():
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(dest)
     partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     try:
         # The listed blob carries its generation, so we get exactly that version (not a newer one).

@@ -71,16 +71,24 @@ def test_changed_and_deleted_objects_follow_the_bucket(bucket, local_data, tmp_p
     )
 
 
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
 def test_an_interrupted_download_resumes_with_only_the_missing_objects(bucket, tmp_path):
     result = sync_gcs_prefix("gs://recordings/sets/v1", tmp_path)
     blobs = sorted((tmp_path / "gcs" / "blobs").rglob("*.g*"))
     # Simulate a crash: two objects never finished (a stale partial file, no final blob, no view entry).
+    dead = _dead_pid()
     for blob in blobs[:2]:
-        blob.rename(blob.with_name(f".{blob.name}.partial-99999"))
+        blob.rename(blob.with_name(f".{blob.name}.partial-{dead}"))
     (result.path / "train" / "rec_000" / "channel_1.wav").unlink()
     resumed = sync_gcs_prefix("gs://recordings/sets/v1", tmp_path)
     assert resumed.downloaded == 2 and (result.path / "train" / "rec_000" / "channel_1.wav").is_file()
     assert not [p for p in resumed.path.rglob("*") if ".partial" in p.name]  # never visible in the view
+    assert not list((tmp_path / "gcs" / "blobs").rglob("*.partial-*"))  # the dead process's leftovers are gone
 
 
 def test_workers_on_a_node_share_the_cache_without_duplicate_downloads(bucket, tmp_path):
