@@ -125,9 +125,10 @@ def scan_file(path: Path) -> FileStats:
 # ----------------------------------------------------------------------------------------------
 # One recording
 # ----------------------------------------------------------------------------------------------
-def _channel_index(path: Path) -> int:
+def _channel_index(path: Path) -> tuple[int, str]:
+    """Sort key: channel_1, channel_2, ..., channel_10, then other files by name."""
     match = re.fullmatch(r"channel_(\d+)\.wav", path.name)
-    return int(match.group(1)) if match else 10**9
+    return (int(match.group(1)) if match else 10**9, path.name)
 
 
 def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int) -> RecordingReport:
