@@ -337,16 +337,20 @@ def log_pyfunc_model(
     training code installed. Returns the model URI. Runs on the rank-0 worker (fluent API).
     """
     import torch
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
 
-    from gsenet.inference import enhance_arrays, load_model
-
-    model, _ = load_model(model_folder)
     example = {
         "beam": np.zeros((1, sample_rate // 10), np.float32),
         "ref": np.zeros((1, sample_rate // 10), np.float32),
     }
-    signature = infer_signature(example, enhance_arrays(model, example["beam"], example["ref"]))
+    waveform = TensorSpec(np.dtype(np.float32), (-1, -1))  # (batch, time): any batch, any length
+    signature = ModelSignature(
+        inputs=Schema(
+            [TensorSpec(np.dtype(np.float32), (-1, -1), "beam"), TensorSpec(np.dtype(np.float32), (-1, -1), "ref")]
+        ),
+        outputs=Schema([waveform]),
+    )
     package = Path(__file__).resolve().parent
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -365,15 +369,42 @@ def log_pyfunc_model(
 
 
 def download_model(source: str, tracking_uri: str = "") -> Path:
-    """Download an MLflow model (`models:/name@alias`, `runs:/id/path`, ...) to a local folder."""
+    """Download an MLflow model (`models:/name@alias`, `models:/name/3`, `models:/m-<id>`,
+    `runs:/<id>/best_model`) from the given store to a local folder.
+
+    `models:/` URIs are resolved here with an explicit client: MLflow's own resolver uses the
+    process-wide registry URI and ignores the one passed to `download_artifacts`.
+    """
     from mlflow.artifacts import download_artifacts
 
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking_server(uri)
     try:
-        return Path(download_artifacts(artifact_uri=source, tracking_uri=uri))
+        location = _resolve_models_uri(_client(uri), source) if source.startswith("models:/") else source
+        return Path(download_artifacts(artifact_uri=location, tracking_uri=uri, registry_uri=uri))
     except Exception as exc:
         raise TrackingError(f"cannot download MLflow model {source} from {uri}: {exc}") from exc
+
+
+def _resolve_models_uri(client, source: str) -> str:
+    """models:/... -> the artifact location of the logged model it names."""
+    path = source[len("models:/") :].strip("/")
+    if "/" not in path and "@" not in path:  # models:/m-<id>: a logged model
+        return client.get_logged_model(path).artifact_location
+    if "@" in path:
+        name, alias = path.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias)
+    else:
+        name, number = path.split("/", 1)
+        if number.isdigit():
+            version = client.get_model_version(name, number)
+        else:  # "latest"
+            versions = client.search_model_versions(f"name = '{_quote(name)}'")
+            version = max(versions, key=lambda v: int(v.version))
+    location = version.source
+    if location.startswith("models:/"):  # MLflow 3: the version points at a logged model
+        return client.get_logged_model(location[len("models:/") :].strip("/")).artifact_location
+    return location
 
 
 # ----------------------------------------------------------------------------------------------
