@@ -9,7 +9,6 @@ global active run, no `mlflow.set_experiment` side effects on the environment.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from gsenet.errors import TrackingError
+from gsenet.tracking import check_tracking_server, get_or_create_experiment
 
 TRIAL_ID_TAG = "gsenet.trial_id"
 SWEEP_TAG = "gsenet.sweep"
@@ -27,29 +27,27 @@ RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "errored": "FAILED"}
 
 
 def resolve_uri(uri: str = "") -> str:
-    """The tracking URI: explicit, else $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db here."""
-    try:
-        from gsenet.tracking import resolve_tracking_uri  # the training side's rule, when it has one
-    except ImportError:
-        resolve_tracking_uri = None
-    if resolve_tracking_uri is not None:
-        return resolve_tracking_uri(uri)
-    return uri or os.environ.get("MLFLOW_TRACKING_URI", "") or f"sqlite:///{Path('mlruns.db').resolve()}"
+    """The tracking URI, by the same rule as `gsenet train` (explicit, $MLFLOW_TRACKING_URI, ./mlruns.db)."""
+    from gsenet.tracking import resolve_tracking_uri
+
+    return resolve_tracking_uri(uri)
 
 
 def client(uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def start_parent_run(uri: str, experiment: str, sweep_name: str, params: dict[str, Any], space_text: str) -> str:
     """Create the sweep's parent run; returns its id. Raises TrackingError if MLflow is unreachable."""
     mlflow = client(uri)
     try:
-        found = mlflow.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else mlflow.create_experiment(experiment)
+        check_tracking_server(uri)
+        experiment_id = get_or_create_experiment(uri, experiment)
         run = mlflow.create_run(
             experiment_id, run_name=sweep_name, tags={SWEEP_TAG: sweep_name, "gsenet.kind": "sweep"}
         )
+    except TrackingError:
+        raise
     except Exception as exc:
         raise TrackingError(f"cannot create the sweep's MLflow run at {uri}: {exc} (is the server up?)") from None
     run_id = run.info.run_id
@@ -111,11 +109,14 @@ def parent_is_open(uri: str, run_id: str) -> bool:
 
 
 def model_artifact_path(uri: str, run_id: str) -> str | None:
-    """The first logged MLflow model (a folder with an MLmodel file) of a run, if any."""
+    """The run's logged MLflow model: `best_model` (what training logs) or else any folder with an MLmodel."""
     mlflow = client(uri)
-    for item in mlflow.list_artifacts(run_id):
-        if item.is_dir and any(f.path.endswith("MLmodel") for f in mlflow.list_artifacts(run_id, item.path)):
-            return item.path
+    folders = sorted(
+        (item.path for item in mlflow.list_artifacts(run_id) if item.is_dir), key=lambda p: p != "best_model"
+    )
+    for folder in folders:
+        if any(f.path.endswith("MLmodel") for f in mlflow.list_artifacts(run_id, folder)):
+            return folder
     return None
 
 

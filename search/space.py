@@ -160,7 +160,7 @@ class SearchSpace:
         if clash:
             raise SpaceError(f"{self.source}: {clash} are searched by the space and also set on the command line")
         space = dataclasses.replace(self, fixed={**self.fixed, **extra})
-        _check_against_config(space, self.source)
+        _check_against_config(space, f"{self.source} (with the command-line settings)")
         return space
 
 
