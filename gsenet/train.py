@@ -374,7 +374,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             "best_model": best_state,
         }
 
-    def report(metrics: dict, with_checkpoint: bool) -> None:
+    def report(metrics: dict, with_checkpoint: bool, suffix: str = "") -> None:
         """Every rank calls this the same number of times (it is a barrier); rank 0 adds the files."""
         if not (with_checkpoint and rank == 0):
             ray.train.report(metrics)
@@ -384,7 +384,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             ray.train.report(
                 metrics,
                 checkpoint=ray.train.Checkpoint.from_directory(folder),
-                checkpoint_dir_name=f"checkpoint_{progress.step:08d}",
+                checkpoint_dir_name=f"checkpoint_{progress.step:08d}{suffix}",
             )
 
     audio_per_step = batch_size * world * train_set.segment / sr  # seconds of audio per optimizer step
@@ -425,7 +425,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 if ray.train.get_preemption_info() is not None:  # a barrier: every rank calls it
                     # A just-in-time checkpoint; Ray restarts the group from it after the node goes.
                     preempt_saved = True
-                    report(_preemption_metrics(progress, scheduler), with_checkpoint=True)
+                    report(_preemption_metrics(progress, scheduler), with_checkpoint=True, suffix="_preempted")
         # ---- end of epoch: validate, report, checkpoint ----
         train_seconds = time.perf_counter() - t0
         bare.eval()
