@@ -60,7 +60,7 @@ class SweepMonitor(Callback):
 
     def _reset(self) -> None:
         self.started = time.time()
-        self.last_print = 0.0
+        self.last_print = self.last_save = 0.0
         self.best: tuple[float, str, int] | None = None  # (value, trial id, epoch)
         self.events: list[dict[str, Any]] = []
 
@@ -80,11 +80,13 @@ class SweepMonitor(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._event("start", trial)
+        self._save_timeline()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         epoch = int(result.get("epoch", 0) or 0)
         value = result.get(self.metric)
-        self._event("result", trial, epoch=epoch, value=value, time_this_iter_s=result.get("time_this_iter_s"))
+        extras = {k: result[k] for k in ("step", "audio_seconds_per_second") if k in result}  # for benchmarks
+        self._event("result", trial, epoch=epoch, value=value, **extras)
         if isinstance(value, (int, float)) and better(float(value), self.best[0] if self.best else None, self.mode):
             self.best = (float(value), trial.trial_id, epoch)
 
@@ -111,12 +113,15 @@ class SweepMonitor(Callback):
         self._save_timeline()
 
     def _save_timeline(self) -> None:
+        self.last_save = time.time()
         if self.timeline_path:
             Path(self.timeline_path).parent.mkdir(parents=True, exist_ok=True)
             Path(self.timeline_path).write_text(json.dumps(self.events))
 
     # --- the table ----------------------------------------------------------------------------
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.events and self.events[-1]["t"] > self.last_save and time.time() - self.last_save > 5:
+            self._save_timeline()  # so a killed driver leaves a recent timeline behind
         if time.time() - self.last_print >= self.interval_s:
             self.print_table(trials)
 

@@ -153,6 +153,18 @@ class SearchSpace:
         values = {**self.sweep, **{k: v for k, v in overrides.items() if v is not None}}
         return SweepSettings(**values).validate(self.source or "sweep settings")
 
+    def warnings(self, settings: SweepSettings) -> list[str]:
+        """Legal but probably unintended choices, printed before the sweep starts."""
+        weights = [
+            p.key for p in self.parameters if p.key in ("loss.multires_stft", "loss.compressed_spectral", "loss.si_sdr")
+        ]
+        if settings.metric in ("val_loss", "train_loss") and weights:
+            return [
+                f"{self.source}: the metric {settings.metric} is a weighted sum whose weights ({', '.join(weights)}) "
+                "are searched, so trials are partly ranked by their weights; consider --metric val_si_sdr"
+            ]
+        return []
+
     def with_fixed(self, extra: dict[str, Any]) -> SearchSpace:
         """A copy with more fixed overrides (CLI flags such as --workers-per-trial), re-validated."""
         searched = {p.key for p in self.parameters}

@@ -243,8 +243,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def build_tuner(plan: SweepPlan, trial_fn: Callable | None = None, callbacks: list | None = None, **ctx_extra: Any):
-    """A fresh `Tuner` for a new sweep (see `restore_tuner` for a resumed one)."""
+def build_tuner(
+    plan: SweepPlan,
+    trial_fn: Callable | None = None,
+    callbacks: list | None = None,
+    stop: Any = None,
+    reuse_actors: bool = False,
+    **ctx_extra: Any,
+):
+    """A fresh `Tuner` for a new sweep (see `restore_tuner` for a resumed one). `stop` and
+    `reuse_actors` are for benchmarks with the surrogate trainable."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -271,6 +279,7 @@ def build_tuner(plan: SweepPlan, trial_fn: Callable | None = None, callbacks: li
             num_samples=settings.num_samples,
             max_concurrent_trials=settings.max_concurrent,
             time_budget_s=settings.time_budget_h * 3600 or None,
+            reuse_actors=reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=plan.name,
@@ -279,6 +288,7 @@ def build_tuner(plan: SweepPlan, trial_fn: Callable | None = None, callbacks: li
             # non-preemptible node, so Tune does not re-run failed trials.
             failure_config=tune.FailureConfig(max_failures=0),
             callbacks=callbacks or [],
+            stop=stop,
             verbose=0,
         ),
     )

@@ -48,7 +48,9 @@ def test_conditional_parameter_only_sampled_when_parent_allows():
     }
     off = space.sample(optuna.trial.FixedTrial({**common, "loss.compressed_spectral": 0.0}))
     assert "loss.compress_exponent" not in off
-    on = space.sample(optuna.trial.FixedTrial({**common, "loss.compressed_spectral": 0.5, "loss.compress_exponent": 0.3}))
+    on = space.sample(
+        optuna.trial.FixedTrial({**common, "loss.compressed_spectral": 0.5, "loss.compress_exponent": 0.3})
+    )
     assert on["loss.compress_exponent"] == 0.3
     assert on["model.widths"] == [16, 32, 48, 48, 96, 96]  # list choices decoded
     cfg = space.trial_config(on)
@@ -115,3 +117,10 @@ def test_bad_space_is_a_clear_error(message):
 def test_missing_space_file_lists_the_bundled_ones():
     with pytest.raises(SpaceError, match=r"not found.*'default'.*'smoke'"):
         load_space("no-such-space")
+
+
+def test_weighted_loss_metric_with_searched_weights_warns():
+    space = load_space("default")
+    assert space.settings().metric == "val_si_sdr" and space.warnings(space.settings()) == []
+    (warning,) = space.warnings(space.settings(metric="val_loss"))
+    assert "loss.si_sdr" in warning and "val_si_sdr" in warning

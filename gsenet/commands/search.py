@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         mlflow_uri=args.mlflow_uri,
         optuna_storage=args.optuna_storage,
     )
+    for warning in space.warnings(settings):
+        print(f"warning: {warning}")
     if not cli_fixed.get("data.path"):
         plan.cli_fixed["data.path"] = smoke_data(plan.storage_path) if args.smoke_test else _no_data()
     check_data(plan)
