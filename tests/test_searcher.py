@@ -17,7 +17,9 @@ from search.space import load_space
 def test_stopped_trials_are_pruned_full_ones_complete_errors_fail(tmp_path):
     space = load_space("smoke")
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    searcher = make_searcher(space, space.settings(), max_epochs=3, storage_url=storage, study_name="s")
+    searcher = make_searcher(
+        space, space.settings(metric="val_loss"), max_epochs=3, storage_url=storage, study_name="s"
+    )
     for trial_id in ("full", "stopped", "stopped_at_first", "crashed"):
         assert set(searcher.suggest(trial_id)) == {p.key for p in space.parameters}
     for epoch, loss in ((1, 0.9), (2, 0.7)):
@@ -43,7 +45,7 @@ def test_stopped_trials_are_pruned_full_ones_complete_errors_fail(tmp_path):
 
 def test_resumed_history_and_seeded_suggestions(tmp_path):
     space = load_space("smoke")
-    settings = space.settings(seed=3)
+    settings = space.settings(seed=3, metric="val_loss")
     a = make_searcher(space, settings, max_epochs=2)
     b = make_searcher(space, settings, max_epochs=2)
     assert a.suggest("t1") == b.suggest("t1")  # seeded
