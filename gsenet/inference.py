@@ -238,6 +238,26 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
 EXPORT_FORMATS = ("onnx", "torchscript")
 
 
+class FrameGrid(torch.nn.Module):
+    """Zero-pads the end so the STFT frame count is a multiple of the model's total time stride,
+    runs the model and trims: exactly the model's output (it is causal), but no shape-dependent
+    trimming is left inside, so a traced/exported graph is valid for every length."""
+
+    def __init__(self, model: GSENet):
+        super().__init__()
+        self.model = model
+        self.frames_multiple = 2 ** sum(s == 2 for s in model.cfg.time_strides)
+        self.extra_frames = model.cfg.n_fft // model.cfg.hop - 1  # frames past the signal's end
+
+    def forward(self, beam: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        hop, length = self.model.cfg.hop, beam.shape[-1]
+        frames = (length + hop - 1) // hop
+        frames = frames + (-(frames + self.extra_frames)) % self.frames_multiple
+        pad = frames * hop - length
+        pad_end = torch.nn.functional.pad
+        return self.model(pad_end(beam, (0, pad)), pad_end(ref, (0, pad)))[:, :length]
+
+
 def export_model(model: GSENet, model_cfg: ModelConfig, out: str | Path, fmt: str = "onnx") -> Path:
     """A self-contained model folder (model.pt + model.yaml) plus model.onnx or model.ts.
 
@@ -247,11 +267,12 @@ def export_model(model: GSENet, model_cfg: ModelConfig, out: str | Path, fmt: st
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"export format must be one of {EXPORT_FORMATS}, got {fmt!r}")
     out = save_model_folder(model.state_dict(), model_cfg, out)
-    model = model.eval().cpu()
-    example = torch.randn(1, model_cfg.sample_rate // 2) * 0.1
+    model = FrameGrid(model.eval().cpu()).eval()
+    # Two distinct tensors: the exporter would merge one tensor passed twice into a single input.
+    beam, ref = torch.randn(2, 1, model_cfg.sample_rate // 2) * 0.1
     if fmt == "torchscript":
         with torch.no_grad():
-            traced = torch.jit.trace(model, (example, example), check_trace=False)
+            traced = torch.jit.trace(model, (beam, ref), check_trace=False)
         traced.save(str(out / "model.ts"))
         return out / "model.ts"
     import warnings
@@ -261,7 +282,7 @@ def export_model(model: GSENet, model_cfg: ModelConfig, out: str | Path, fmt: st
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             model,
-            (example, example),
+            (beam, ref),
             input_names=["beam", "ref"],
             output_names=["enhanced"],
             dynamic_axes={"beam": dims, "ref": dims, "enhanced": dims},
