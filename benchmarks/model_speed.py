@@ -47,7 +47,7 @@ def train_throughput(cfg: ModelConfig, variant: str, steps: int) -> float:
     loss_fn = GSENetLoss(LossConfig(), cfg.sample_rate)
     if variant == "channels_last":
         model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if variant == "compile" else model
+    step_model = torch.compile(model, dynamic=False) if variant == "compile" else model
     optim = torch.optim.AdamW(model.parameters(), 1e-3)
     batch, seconds = 8, 2.0
     beam, ref, target = (torch.randn(batch, int(seconds * cfg.sample_rate)) * 0.1 for _ in range(3))
@@ -73,7 +73,7 @@ def offline_rtf(cfg: ModelConfig, variant: str, repeats: int) -> float:
     if variant == "no_grad":
         with torch.no_grad():
             return timed(lambda: model(beam, ref), repeats) / seconds
-    run_model = torch.compile(model) if variant == "compile" else model
+    run_model = torch.compile(model, dynamic=False) if variant == "compile" else model
     with torch.inference_mode():
         return timed(lambda: run_model(beam, ref), repeats, warmup=2 if variant == "compile" else 1) / seconds
 
@@ -107,13 +107,21 @@ def main() -> None:
         print(f"\n== {name}: {summary['params']:,} params, {summary['macs_per_s'] / 1e9:.2f} GMAC/s of audio")
         base = None
         for variant in train_variants:
-            sps = train_throughput(cfg, variant, steps)
+            try:
+                sps = train_throughput(cfg, variant, steps)
+            except Exception as exc:  # torch.compile can fail on some builds: report, keep going
+                print(f"train  {variant:<15} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
+                continue
             base = base or sps
             vs_pub = f", {sps / PUBLISHED_TRAIN_SPS:.2f}x published" if cfg.n_fft == 1024 else ""
             print(f"train  {variant:<15} {sps:7.1f} s audio/s (2 threads)  {sps / base:.2f}x fp32{vs_pub}")
         base = None
         for variant in infer_variants:
-            rtf = offline_rtf(cfg, variant, repeats)
+            try:
+                rtf = offline_rtf(cfg, variant, repeats)
+            except Exception as exc:
+                print(f"offline {variant:<14} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
+                continue
             base = base or rtf
             vs_pub = f", {PUBLISHED_OFFLINE_RTF / rtf:.2f}x faster than published" if cfg.n_fft == 1024 else ""
             print(f"offline {variant:<14} RTF {rtf:.4f} (1 thread)  {base / rtf:.2f}x no_grad{vs_pub}")

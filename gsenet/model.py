@@ -287,7 +287,9 @@ class GSENet(nn.Module):
         return spec * safe_magnitude(spec) ** (c - 1)
 
     def to_spectrum(self, out: Tensor, beam_spec: Tensor) -> Tensor:
-        """Network output (B, 2, T, F) -> enhanced complex spectrum (B, T, F)."""
+        """Network output (B, 2, T, F) -> enhanced complex spectrum (B, T, F), in float32 (the convs
+        may run in bf16 under autocast; the spectrum and inverse STFT stay in full precision)."""
+        out = out.float()
         estimate = torch.complex(out[:, 0], out[:, 1])
         if self.cfg.output_mode == "mask":
             return estimate * beam_spec
@@ -303,7 +305,7 @@ class GSENet(nn.Module):
                 f"GSENet expects beam and ref of equal shape (batch, time), got {beam.shape} and {ref.shape}"
             )
         length = beam.shape[-1]
-        beam_spec, ref_spec = self.stft(beam), self.stft(ref)
+        beam_spec, ref_spec = self.stft(beam.float()), self.stft(ref.float())
         x = self.act(self.input_conv(self.features(beam_spec, ref_spec)))
         x = self._unet(x, 0)
         return self.stft.inverse(self.to_spectrum(self.output_conv(x), beam_spec), length)

@@ -174,3 +174,15 @@ def test_gradients_flow():
     out = model(torch.randn(2, 1600), torch.randn(2, 1600))
     out.pow(2).mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_bf16_autocast_runs_and_stays_close():
+    """GPU training uses bf16 autocast: the complex output and iSTFT must stay in float32."""
+    model = make_model()
+    beam, ref = torch.randn(2, 3200) * 0.1, torch.randn(2, 3200) * 0.1
+    with torch.no_grad():
+        full = model(beam, ref)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(beam, ref)
+    assert half.dtype == torch.float32 and half.shape == full.shape
+    assert (half - full).abs().max() < 0.05 * full.abs().max() + 1e-3
