@@ -73,7 +73,7 @@ def best_curve(events: list[dict], max_epochs: int, budget: int) -> list[float]:
     return curve
 
 
-def run_method(method: str, seed: int, out: Path, max_epochs: int, full_trials: int) -> dict:
+def run_method(method: str, seed: int, out: Path, max_epochs: int, full_trials: int, asha: dict) -> dict:
     space = load_space("default")
     budget = full_trials * max_epochs
     num_samples = full_trials if METHODS[method]["scheduler"] == "fifo" else 10 * full_trials
@@ -111,7 +111,8 @@ def oracle_best(max_epochs: int, n: int = 4000) -> float:
 def efficiency(args: argparse.Namespace) -> None:
     out = Path(args.out)
     init_ray(num_cpus=2)
-    runs = [run_method(m, s, out, 20, args.full_trials) for s in range(args.seeds) for m in METHODS]
+    asha = {"grace_period": args.grace_period, "reduction_factor": args.reduction_factor}  # None = the space's
+    runs = [run_method(m, s, out, 20, args.full_trials, asha) for s in range(args.seeds) for m in METHODS]
     (out / "efficiency.json").write_text(json.dumps(runs, indent=1))
     print(
         f"\nSurrogate objective (search/surrogate.py), budget {args.full_trials * 20} trial-epochs, {args.seeds} seeds"
@@ -239,6 +240,8 @@ def main() -> None:
     parser.add_argument("part", choices=("efficiency", "overhead"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--full-trials", type=int, default=20, help="budget = this many full-length trials")
+    parser.add_argument("--grace-period", type=int, help="ASHA grace period (default: the default space's)")
+    parser.add_argument("--reduction-factor", type=int, help="ASHA reduction factor (default: the default space's)")
     parser.add_argument("--out", default=tempfile.mkdtemp(prefix="gsenet-bench-"))
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -155,10 +155,17 @@ class SweepMonitor(Callback):
             + f" | {best}"
         )
         lines = [head, f"  {'trial':<18}{'state':<11}{'epoch':>7}  {self.metric}"]
-        for trial_id, state, epoch, value in rows:
+        for trial_id, state, epoch, value in self._shown(rows):
             shown = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
             lines.append(f"  {trial_id:<18}{state:<11}{epoch:>4}/{self.max_epochs:<2}  {shown}")
         return "\n".join(lines)
+
+    def _shown(self, rows: list[tuple], top: int = 5) -> list[tuple]:
+        """Running and pending trials, then the best `top` finished ones (long sweeps stay readable)."""
+        active = [r for r in rows if r[1] in ("running", "pending")]
+        finished = [r for r in rows if r[1] not in ("running", "pending") and isinstance(r[3], (int, float))]
+        finished.sort(key=lambda r: r[3] if self.mode == "min" else -r[3])
+        return active + finished[:top]
 
 
 def _hms(seconds: float) -> str:
