@@ -117,6 +117,8 @@ def efficiency(args: argparse.Namespace) -> None:
     print(
         f"\nSurrogate objective (search/surrogate.py), budget {args.full_trials * 20} trial-epochs, {args.seeds} seeds"
     )
+    used = load_space("default").settings(**asha)
+    print(f"ASHA on epoch: grace_period={used.grace_period}, reduction_factor={used.reduction_factor}, max_t=20")
     print(f"(best of 4000 random configs, noiseless: {oracle_best(20):.4f})")
     print(
         f"{'method':<10}{'final best (mean ± sd)':>26}{'trials':>8}{'wall s':>8}   budget fraction to reach random's final best"
