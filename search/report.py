@@ -104,6 +104,11 @@ def write_plots(study: Any, folder: Path) -> dict[str, str]:
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
 
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)  # the matplotlib plots are "experimental"
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name in ("optimization_history", "param_importances", "parallel_coordinate"):
