@@ -100,12 +100,11 @@ def write_plots(study: Any, folder: Path) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
+    import warnings
+
     import matplotlib.pyplot as plt
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as vis_mpl
-
-    import warnings
-
     from optuna.exceptions import ExperimentalWarning
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)  # the matplotlib plots are "experimental"
