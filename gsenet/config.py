@@ -48,6 +48,7 @@ class ModelConfig:
     dilation_depth: int = 2  # dilated convs per time-dilated block: dilations 3^1..3^depth
     encoder_tdb: tuple[bool, ...] = (False, False, True, True, True)  # TDB in encoder block i
     decoder_tdb: tuple[bool, ...] = (False, False, False, False, False)  # TDB in decoder block i
+    skip_connection: str = "concat"  # join encoder skips: "concat" (U-Net) or "add" (~17% fewer MACs)
     negative_slope: float = 0.3  # LeakyReLU slope
     output_mode: str = "mapping"  # "mapping": complex spectrum; "mask": complex mask on beam
     compress_exponent: float = 1.0  # power-law magnitude compression of inputs (1 = off)
@@ -71,6 +72,7 @@ class ModelConfig:
         _check(self.n_fft % self.hop == 0, "model.n_fft", f"({self.n_fft}) must be a multiple of hop ({self.hop})")
         _check(self.inputs in INPUT_MODES, "model.inputs", f"must be one of {INPUT_MODES}, got {self.inputs!r}")
         _check(self.output_mode in OUTPUT_MODES, "model.output_mode", f"must be one of {OUTPUT_MODES}")
+        _check(self.skip_connection in ("concat", "add"), "model.skip_connection", "must be 'concat' or 'add'")
         _check(len(self.widths) == 6, "model.widths", f"needs 6 values (input conv + 5 blocks), got {len(self.widths)}")
         _check(all(w > 0 for w in self.widths), "model.widths", "must all be positive")
         _check(self.width_multiplier > 0, "model.width_multiplier", "must be positive")

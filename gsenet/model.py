@@ -204,12 +204,15 @@ class SubPixelUp(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """Upsample (time and frequency), concat the encoder skip, conv, [time-dilated block]."""
+    """Upsample (time and frequency), join the encoder skip (concat or add), conv, [TDB]."""
 
-    def __init__(self, cin: int, cout: int, stride: tuple[int, int], out_freqs: int, depth: int, slope: float):
+    def __init__(
+        self, cin: int, cout: int, stride: tuple[int, int], out_freqs: int, depth: int, slope: float, skip: str
+    ):
         super().__init__()
         self.up = SubPixelUp(cin, cout, stride[0], stride[1], out_freqs)
-        self.fuse = CausalConv2d(2 * cout, cout, (3, 3))
+        self.concat = skip == "concat"
+        self.fuse = CausalConv2d(2 * cout if self.concat else cout, cout, (3, 3))
         self.tdb = TimeDilatedBlock(cout, depth, slope) if depth > 0 else None
         self.act = nn.LeakyReLU(slope)
 
@@ -217,7 +220,7 @@ class DecoderBlock(nn.Module):
         return self.act(self.up(x))[:, :, :frames]  # drop the frame past the end for odd lengths
 
     def merge(self, up: Tensor, skip: Tensor, state: dict | None = None) -> Tensor:
-        joined = torch.cat([up, skip], dim=1)
+        joined = torch.cat([up, skip], dim=1) if self.concat else up + skip
         out = self.act(self.fuse(joined) if state is None else self.fuse.step(joined, state))
         if self.tdb is not None:
             out = self.tdb(out) if state is None else self.tdb.step(out, state)
@@ -259,6 +262,7 @@ class GSENet(nn.Module):
                 freqs[i],
                 depth if cfg.decoder_tdb[i] else 0,
                 slope,
+                cfg.skip_connection,
             )
             for i in range(5)
         )

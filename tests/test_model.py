@@ -112,6 +112,7 @@ def _stream(model: GSENet, beam: torch.Tensor, ref: torch.Tensor) -> torch.Tenso
         {"output_mode": "mask", "compress_exponent": 0.5},
         {"inputs": "beam", "decoder_tdb": (True, False, True, False, False), "dilation_depth": 3},
         {"n_fft": 512, "hop": 128},
+        {"skip_connection": "add", "decoder_tdb": (True, True, False, False, False)},
     ],
 )
 def test_streaming_matches_offline_random(overrides):
