@@ -22,8 +22,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
+# Everything the demo writes (simulated data, Ray results, mlruns.db, optuna.db) stays in $(DEMO_DIR).
 demo: setup
-	cd $(CURDIR) && $(BIN)/gsenet search --smoke-test --work-dir $(DEMO_DIR)
+	mkdir -p $(DEMO_DIR) && cd $(DEMO_DIR) && $(abspath $(BIN))/gsenet search --smoke-test
 
 test: setup
 	$(BIN)/pytest -q -ra --timeout 900

@@ -217,7 +217,9 @@ def main() -> None:
     start = time.time()
     train_root, test_root = simulate(work, args.train_recordings, args.test_recordings, args.duration)
     print(f"simulated in {time.time() - start:.0f} s: {train_root}, {test_root}")
-    ray.init(num_cpus=2, resources={"TRAIN_DRIVER": 100}, include_dashboard=False, log_to_driver=False)
+    from gsenet.train import init_ray
+
+    init_ray(num_cpus=2)
     checkpoints = {}
     for variant in VARIANTS:
         t0 = time.time()

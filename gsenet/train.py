@@ -40,6 +40,43 @@ WORKER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEO
 # ----------------------------------------------------------------------------------------------
 # Driver side
 # ----------------------------------------------------------------------------------------------
+DRIVER_RESOURCE = "TRAIN_DRIVER"  # custom resource of the non-preemptible node that hosts Train drivers
+
+
+def init_ray(address: str = "", num_cpus: int | None = None) -> None:
+    """Join a cluster (`address`, e.g. "auto", or $RAY_ADDRESS) or start a local Ray with TRAIN_DRIVER.
+
+    Locally, Ray Train's placement-group cleaner asks the State API (the dashboard) whether a run's
+    controller is alive; with no address it auto-detects the cluster and fails when the machine runs
+    more than one Ray instance, leaking the run's CPUs/GPUs. So pin it to our own dashboard (the
+    raylet and every worker inherit RAY_API_SERVER_ADDRESS from the driver), and use
+    address="local" so we never attach to someone else's `ray start` cluster by accident.
+    """
+    import os
+    import socket
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if address:
+        ray.init(address=address)
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        resources={DRIVER_RESOURCE: 100},
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=port,
+    )
+
+
 def default_run_name(cfg: ExperimentConfig) -> str:
     """cfg.train.name, else a hash of everything that shapes the run (stable across restarts)."""
     if cfg.train.name:

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from gsenet.errors import GSENetError
+from gsenet.train import DRIVER_RESOURCE  # noqa: E402  (the resource trial drivers are pinned to)
 from search import mlflow_runs
 from search.space import SearchSpace, SweepSettings, describe, parse_space
 
-DRIVER_RESOURCE = "TRAIN_DRIVER"
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own process: no CPU, pinned
 STATE_FILE = "sweep.json"
 
@@ -205,42 +205,16 @@ def _write_text(uri: str, text: str) -> None:
 # ----------------------------------------------------------------------------------------------
 def init_ray(address: str = "", num_cpus: int | None = None) -> None:
     """Connect to a cluster (`address`, e.g. "auto") or start a local one with TRAIN_DRIVER."""
-    import os
-
     import ray
 
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address)
-        else:
-            # Ray Train's placement-group cleaner asks the State API (the dashboard) whether a trial's
-            # controller is alive. With address=None it auto-detects the cluster and dies when the
-            # machine runs more than one Ray instance, leaking the trial's CPUs/GPUs. Pin it to ours:
-            # the raylet and every worker inherit this variable from the driver.
-            port = _free_port()
-            os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-            # address="local": never attach by accident to someone else's `ray start` cluster.
-            ray.init(
-                address="local",
-                num_cpus=num_cpus,
-                resources={DRIVER_RESOURCE: 100},
-                include_dashboard=True,  # the State API, which placement-group cleanup needs
-                dashboard_host="127.0.0.1",
-                dashboard_port=port,
-            )
+    from gsenet.train import init_ray as start_or_join_ray
+
+    start_or_join_ray(address, num_cpus)
     if ray.cluster_resources().get(DRIVER_RESOURCE, 0) <= 0:
         raise SweepError(
             f"the Ray cluster has no {DRIVER_RESOURCE} resource: start the head (non-preemptible) node with "
             f"`ray start --head --resources='{{\"{DRIVER_RESOURCE}\": 100}}'` so trial drivers have a safe home"
         )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build_tuner(

@@ -39,16 +39,10 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    import ray
-
-    from gsenet.train import fit
+    from gsenet.train import fit, init_ray
 
     cfg = build_config(args)
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
-        ray.init(address=address) if address else ray.init(resources={"TRAIN_DRIVER": 100})
+    init_ray()  # $RAY_ADDRESS when set, else a local Ray
     result = fit(cfg)
     metrics = result.metrics or {}
     print(
