@@ -55,11 +55,15 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
     import os
     import socket
 
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if not address:
+        # A local Ray binds the machine's interface address unless told it is no cluster: keep
+        # every Ray process on loopback (read when ray is first imported, inherited by workers).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS", "")
     if address:
         ray.init(address=address)
         return

@@ -42,6 +42,7 @@ def test_conditional_parameter_only_sampled_when_parent_allows():
         "model.widths": "[16, 32, 48, 48, 96, 96]",
         "model.width_multiplier": 1.0,
         "model.dilation_depth": 2,
+        "model.skip_connection": "concat",
         "loss.multires_stft": 1.0,
         "loss.si_sdr": 0.1,
         "optim.lr": 1e-3,

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fixtures.ray_cluster import running_ray_cluster, wait_for_nodes
+from fixtures.ray_cluster import HEAD_IP, running_ray_cluster, wait_for_nodes
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,7 @@ def test_train_driver_on_head_workers_span_nodes(tmp_path):
     env = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "120"}
     with running_ray_cluster({"TRAIN_DRIVER": 100}, [{"worker_node": 1}], cpus_per_node=1, env=env) as cluster:
         try:
-            ray.init(address=cluster.address, log_to_driver=False)
+            ray.init(address=cluster.address, _node_ip_address=HEAD_IP, log_to_driver=False)
             nodes = wait_for_nodes(2)
             head = [n["NodeID"] for n in nodes if n["Resources"].get("TRAIN_DRIVER", 0) > 0]
             other = [n["NodeID"] for n in nodes if n["Resources"].get("worker_node", 0) > 0]
