@@ -115,8 +115,12 @@ class SweepMonitor(Callback):
     def _save_timeline(self) -> None:
         self.last_save = time.time()
         if self.timeline_path:
-            Path(self.timeline_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(self.timeline_path).write_text(json.dumps(self.events))
+            # Temp file + rename: a reader (or a driver killed mid-write) never sees half a file.
+            path = Path(self.timeline_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps(self.events))
+            tmp.replace(path)
 
     # --- the table ----------------------------------------------------------------------------
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
