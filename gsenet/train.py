@@ -118,8 +118,10 @@ def build_trainer(
     for warning in report.warnings:
         log.warning("data: %s", warning)
     excluded = sorted(report.bad_recordings) if cfg.data.skip_bad_recordings else []
-    if not cfg.data.skip_bad_recordings:
-        report.raise_if_errors()
+    # With skipping on, what skipping cannot fix (a missing split, nothing left) still fails here.
+    report.raise_if_errors(skip_bad=cfg.data.skip_bad_recordings)
+    if excluded:
+        log.warning("data: skipping %d bad recording(s): %s", len(excluded), ", ".join(excluded))
 
     filesystem, storage_path = open_storage_filesystem(cfg.train.storage_path or DEFAULT_STORAGE)
     uri = tracking.resolve_tracking_uri(cfg.tracking.mlflow_uri)
