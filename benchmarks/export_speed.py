@@ -11,24 +11,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from model_speed import timed  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 from gsenet.config import ExperimentConfig, apply_overrides
 from gsenet.inference import check_export, enhance_tensor, export_model
 from gsenet.model import GSENet, count_parameters
-
-
-def timed(fn, repeats: int = 3) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -44,7 +34,7 @@ def main() -> None:
     x, y = torch.randn(1, n) * 0.1, torch.randn(1, n) * 0.1
     print(f"GSENet {count_parameters(model):,} params, {args.seconds:.0f} s of audio, {args.threads} thread(s)")
     rows = [
-        ("pytorch offline", timed(lambda: enhance_tensor(model, x, y)) / args.seconds, 0.0),
+        ("pytorch offline", timed(lambda: enhance_tensor(model, x, y), 3) / args.seconds, 0.0),
         ("pytorch streaming", timed(lambda: enhance_tensor(model, x, y, streaming=True), 1) / args.seconds, 0.0),
     ]
     with tempfile.TemporaryDirectory() as folder:
