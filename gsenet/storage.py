@@ -134,18 +134,18 @@ def _checksum_ok(path: Path, crc32c_b64: str | None, md5_b64: str | None) -> boo
     if crc32c_b64:
         import google_crc32c
 
-        checksum = google_crc32c.Checksum()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                checksum.update(chunk)
-        return base64.b64encode(checksum.digest()).decode() == crc32c_b64
+        return _b64_digest(path, google_crc32c.Checksum()) == crc32c_b64
     if md5_b64:
-        digest = hashlib.md5()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        return base64.b64encode(digest.digest()).decode() == md5_b64
+        return _b64_digest(path, hashlib.md5()) == md5_b64
     return True
+
+
+def _b64_digest(path: Path, hasher) -> str:
+    """Base64 digest of a file, read in 1 MiB chunks (GCS listings give checksums in base64)."""
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(chunk)
+    return base64.b64encode(hasher.digest()).decode()
 
 
 def _remove_stale_partials(dest: Path) -> None:
