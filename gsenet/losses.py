@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from gsenet.config import LossConfig
+from gsenet.metrics import RESIDUAL_FLOOR, SILENCE_FLOOR, ZERO_GUARD
 
 EPS = 1e-8
 
@@ -38,17 +39,24 @@ def sample_mask(lengths: Tensor, time: int) -> Tensor:
 
 
 def si_sdr(estimate: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
-    """Scale-invariant SDR in dB per example (batch,), over each example's valid samples."""
+    """Scale-invariant SDR in dB per example (batch,), over each example's valid samples.
+
+    Same definition and guards as `gsenet.metrics.si_sdr` (relative to the target's energy), so an
+    all-zero output scores -50 dB and shrinking the output never raises the score.
+    """
     lengths = check_shapes(estimate, target, lengths)
     mask = sample_mask(lengths, estimate.shape[1])
     estimate, target = estimate * mask, target * mask
     n = lengths.to(estimate.dtype)[:, None]
     estimate = (estimate - estimate.sum(1, keepdim=True) / n) * mask  # zero-mean over valid part
     target = (target - target.sum(1, keepdim=True) / n) * mask
-    scale = (estimate * target).sum(1, keepdim=True) / (target.pow(2).sum(1, keepdim=True) + EPS)
-    projection = scale * target
+    target_energy = target.pow(2).sum(1, keepdim=True) + ZERO_GUARD
+    projection = ((estimate * target).sum(1, keepdim=True) / target_energy) * target
     noise = estimate - projection
-    return 10 * torch.log10((projection.pow(2).sum(1) + EPS) / (noise.pow(2).sum(1) + EPS))
+    target_energy = target_energy[:, 0]
+    signal_power = projection.pow(2).sum(1) + SILENCE_FLOOR * target_energy
+    noise_power = noise.pow(2).sum(1) + RESIDUAL_FLOOR * target_energy
+    return 10 * torch.log10(signal_power / noise_power)
 
 
 def magnitude(spec: Tensor) -> Tensor:

@@ -14,19 +14,32 @@ import numpy as np
 
 PESQ_RATE = 16000  # PESQ wide-band is defined at 16 kHz
 PESQ_TIMEOUT_S = 20.0  # per call; PESQ takes well under a second for a few seconds of audio
+# SI-SDR guards, as fractions of the target's energy (shared with gsenet.losses.si_sdr):
+RESIDUAL_FLOOR = 1e-12  # a perfect estimate scores 10*log10(1/1e-12) = 120 dB at most
+SILENCE_FLOOR = 1e-17  # an all-zero estimate scores 10*log10(1e-17/1e-12) = -50 dB
+ZERO_GUARD = 1e-20  # absolute: keeps an all-zero target finite (the data linter refuses those)
+SILENCE_DB = 10 * math.log10(SILENCE_FLOOR / RESIDUAL_FLOOR)
+PERFECT_DB = 10 * math.log10(1 / RESIDUAL_FLOOR)
 
 
-def si_sdr(estimate: np.ndarray, target: np.ndarray, eps: float = 1e-8) -> float:
-    """Scale-invariant SDR in dB (Le Roux et al. 2019), zero-mean signals."""
+def si_sdr(estimate: np.ndarray, target: np.ndarray) -> float:
+    """Scale-invariant SDR in dB (Le Roux et al. 2019), zero-mean signals.
+
+    The guards are relative to the target's energy, never added to the estimate's side alone, so
+    the score cannot be gamed by shrinking the output: any scaled copy scores the same, an all-zero
+    output scores SILENCE_DB (-50 dB, far below any real input), a perfect one at most PERFECT_DB.
+    """
     estimate = np.asarray(estimate, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     _check_pair(estimate, target)
     estimate = estimate - estimate.mean()
     target = target - target.mean()
-    scale = np.dot(estimate, target) / (np.dot(target, target) + eps)
-    projection = scale * target
+    target_energy = np.dot(target, target) + ZERO_GUARD
+    projection = (np.dot(estimate, target) / target_energy) * target
     noise = estimate - projection
-    return float(10 * np.log10((np.dot(projection, projection) + eps) / (np.dot(noise, noise) + eps)))
+    signal_power = np.dot(projection, projection) + SILENCE_FLOOR * target_energy
+    noise_power = np.dot(noise, noise) + RESIDUAL_FLOOR * target_energy
+    return float(10 * np.log10(signal_power / noise_power))
 
 
 def pesq_wb(estimate: np.ndarray, target: np.ndarray, sample_rate: int, timeout: float = PESQ_TIMEOUT_S) -> float:
@@ -121,6 +134,18 @@ def nanmean(values) -> float:
     """Mean of the finite values (NaN when there are none), without numpy's empty-slice warning."""
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return float(np.mean(finite)) if finite else math.nan
+
+
+def disjoint_union(*parts: dict) -> dict:
+    """One dict from several whose keys must not overlap: a reported metric is never silently
+    replaced by another one of the same name (a loss term once overwrote the true SI-SDR)."""
+    out: dict = {}
+    for part in parts:
+        for key, value in part.items():
+            if key in out:
+                raise ValueError(f"metric {key!r} reported twice")
+            out[key] = value
+    return out
 
 
 def _check_pair(estimate: np.ndarray, target: np.ndarray) -> None:

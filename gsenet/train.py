@@ -333,17 +333,27 @@ def validate(model, loss_fn, dataset, cfg: ExperimentConfig, device, autocast_dt
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(sums)
     n = max(1.0, float(sums[1]))
-    out = {
-        "val_loss": float(sums[0]) / n,
-        "val_si_sdr": float(sums[2]) / n,
-        "val_si_sdr_beam": float(sums[3]) / n,
-        "val_si_sdr_improvement": float(sums[2] - sums[3]) / n,
-        **{f"val_{name}": float(sums[4 + i]) / n for i, name in enumerate(term_names)},
+    terms = {name: float(sums[4 + i]) / n for i, name in enumerate(term_names)}
+    # PESQ/STOI are rank 0's (other ranks report NaN; only rank 0's report reaches Tune and MLflow).
+    quality = {
+        "si_sdr": float(sums[2]) / n,
+        "si_sdr_beam": float(sums[3]) / n,
+        "si_sdr_improvement": float(sums[2] - sums[3]) / n,
+        "pesq": M.nanmean(perceptual["pesq"]),
+        "stoi": M.nanmean(perceptual["stoi"]),
     }
-    # PESQ/STOI are rank 0's; other ranks report NaN-free copies via the rank-0 report.
-    out["val_pesq"] = M.nanmean(perceptual["pesq"])
-    out["val_stoi"] = M.nanmean(perceptual["stoi"])
-    return out, examples
+    return validation_metrics(float(sums[0]) / n, terms, quality), examples
+
+
+def validation_metrics(loss: float, loss_terms: dict[str, float], quality: dict[str, float]) -> dict[str, float]:
+    """The validation report's names: `val_loss`, each loss term as `val_loss_<term>` and each
+    quality metric as `val_<metric>`. Loss terms share names with metrics (si_sdr), so they live
+    under their own prefix; a collision is an error, never a silent overwrite."""
+    return M.disjoint_union(
+        {"val_loss": loss},
+        {f"val_loss_{name}": value for name, value in loss_terms.items()},
+        {f"val_{name}": value for name, value in quality.items()},
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -479,16 +489,18 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if val["val_loss"] < progress.best_val_loss:
             progress.best_val_loss = val["val_loss"]
             best_state = cpu_state(bare) if rank == 0 else None
-        metrics = {
-            "epoch": epoch,
-            "step": progress.step,
-            "start_step": start_step,
-            "train_loss": loss_sum / max(1, loss_count),
-            "lr": scheduler.get_last_lr()[0],
-            "audio_seconds_per_second": loss_count * audio_per_step / max(train_seconds, 1e-9),
-            "best_val_loss": progress.best_val_loss,
-            **val,
-        }
+        metrics = M.disjoint_union(
+            {
+                "epoch": epoch,
+                "step": progress.step,
+                "start_step": start_step,
+                "train_loss": loss_sum / max(1, loss_count),
+                "lr": scheduler.get_last_lr()[0],
+                "audio_seconds_per_second": loss_count * audio_per_step / max(train_seconds, 1e-9),
+                "best_val_loss": progress.best_val_loss,
+            },
+            val,
+        )
         if logger is not None:
             logger.log_metrics(metrics, progress.step)
             for name, signals in examples:

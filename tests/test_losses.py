@@ -17,6 +17,29 @@ def test_si_sdr_known_values():
     assert torch.allclose(si_sdr(noisy, target), torch.tensor([10.0, 10.0]), atol=0.05)
 
 
+def test_si_sdr_loss_equals_the_metric_and_is_not_gamed_by_silence():
+    """The loss's SI-SDR is the metric's, per example and over the valid samples only."""
+    import numpy as np
+
+    from gsenet import metrics
+
+    torch.manual_seed(1)
+    target = torch.randn(4, 6000, dtype=torch.float64)
+    estimate = target + torch.randn(4, 6000, dtype=torch.float64) * torch.tensor([[0.1], [1.0], [3.0], [0.0]])
+    estimate[3] = 0.0  # silence
+    lengths = torch.tensor([6000, 5000, 4000, 6000])
+    got = si_sdr(estimate, target, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        expected = metrics.si_sdr(estimate[b, :n].numpy(), target[b, :n].numpy())
+        assert float(got[b]) == pytest.approx(expected, abs=1e-6)
+    assert float(got[3]) == pytest.approx(metrics.SILENCE_DB)
+    shrunk = si_sdr(estimate * 1e-3, target, lengths)
+    assert torch.allclose(shrunk[:3], got[:3], atol=1e-3)  # shrinking gains nothing
+    # float32 (what training uses) agrees with float64
+    got32 = si_sdr(estimate.float(), target.float(), lengths)
+    assert np.allclose(got32.numpy(), got.numpy(), atol=0.01)
+
+
 @pytest.mark.parametrize("name", ["multires_stft", "compressed_spectral", "si_sdr"])
 def test_padding_is_ignored(name):
     """Same examples padded with garbage or zeros, with lengths: identical loss."""

@@ -32,6 +32,61 @@ def test_si_sdr_matches_definition_and_is_scale_invariant():
     assert metrics.si_sdr(target, target) > 80
 
 
+def numpy_si_sdr(estimate: np.ndarray, target: np.ndarray) -> float:
+    """The textbook definition (Le Roux et al. 2019), no guards: the reference for well-posed inputs."""
+    e = np.asarray(estimate, np.float64) - np.mean(estimate)
+    t = np.asarray(target, np.float64) - np.mean(target)
+    projection = np.dot(e, t) / np.dot(t, t) * t
+    return 10 * np.log10(np.dot(projection, projection) / np.dot(e - projection, e - projection))
+
+
+@pytest.mark.parametrize("snr_db", [-10.0, 0.0, 10.0, 30.0])
+def test_si_sdr_equals_the_numpy_reference(snr_db):
+    rng = np.random.default_rng(int(snr_db) + 100)
+    target = speechlike()
+    estimate = target + 10 ** (-snr_db / 20) * np.std(target) * rng.standard_normal(len(target))
+    assert metrics.si_sdr(estimate, target) == pytest.approx(
+        numpy_si_sdr(estimate, target), abs=1e-4
+    )  # floors: < 1e-4 dB here
+
+
+def test_silence_scores_far_below_any_real_input():
+    rng = np.random.default_rng(3)
+    target = speechlike()
+    noisy = target + 3 * np.std(target) * rng.standard_normal(len(target))  # about -10 dB
+    assert metrics.si_sdr(np.zeros_like(target), target) == pytest.approx(metrics.SILENCE_DB) == pytest.approx(-50)
+    assert metrics.si_sdr(np.zeros_like(target), target) < metrics.si_sdr(noisy, target) - 30
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e-2, 0.5, 7.0, 1e3])
+def test_shrinking_or_growing_the_output_never_changes_the_score(scale):
+    rng = np.random.default_rng(4)
+    target = speechlike()
+    estimate = target + 0.3 * np.std(target) * rng.standard_normal(len(target))
+    assert metrics.si_sdr(scale * estimate, target) == pytest.approx(metrics.si_sdr(estimate, target), abs=1e-3)
+
+
+def test_shrinking_towards_silence_only_ever_lowers_the_score():
+    rng = np.random.default_rng(5)
+    target = speechlike()
+    estimate = target + 0.3 * np.std(target) * rng.standard_normal(len(target))
+    scores = [metrics.si_sdr(scale * estimate, target) for scale in (1.0, 1e-4, 1e-6, 1e-8, 0.0)]
+    assert all(a >= b - 1e-9 for a, b in zip(scores[:-1], scores[1:], strict=True)), scores
+    assert scores[-1] == pytest.approx(metrics.SILENCE_DB)
+
+
+@pytest.mark.parametrize("omega", [0.05, 0.2, 0.6])
+def test_a_one_sample_delay_scores_its_known_value(omega):
+    """For a sinusoid, a 1-sample delay leaves correlation cos(omega): SI-SDR = 20*log10(cot(omega))."""
+    n = np.arange(64000)
+    cycles = np.round(omega * len(n) / (2 * np.pi))  # whole periods: exact orthogonality of sin and cos
+    omega = 2 * np.pi * cycles / len(n)
+    target, delayed = np.sin(omega * n), np.sin(omega * (n - 1))
+    expected = 20 * np.log10(1 / np.tan(omega))
+    assert metrics.si_sdr(delayed, target) == pytest.approx(expected, abs=1e-3)
+    assert numpy_si_sdr(delayed, target) == pytest.approx(expected, abs=1e-3)
+
+
 def test_pesq_and_stoi_rank_clean_above_noisy():
     rng = np.random.default_rng(1)
     target = speechlike()
