@@ -170,6 +170,18 @@ class OptimConfig:
         _check(self.grad_clip >= 0, "optim.grad_clip", "must be >= 0")
 
 
+# Metrics every training epoch reports (gsenet.train.validate), with the direction that is better.
+# Loss terms are reported as val_loss_<term>; these are the measured qualities and losses.
+METRIC_MODES = {
+    "val_loss": "min",
+    "train_loss": "min",
+    "val_si_sdr": "max",
+    "val_si_sdr_improvement": "max",
+    "val_pesq": "max",
+    "val_stoi": "max",
+}
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 20
@@ -180,7 +192,9 @@ class TrainConfig:
     cpus_per_worker: float = 1.0
     precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU), "bf16" or "fp32"
     compile: bool = False  # torch.compile the model (GPU)
-    keep_checkpoints: int = 2  # best k by validation loss
+    keep_checkpoints: int = 2  # best k by checkpoint_metric (the latest one is always kept too)
+    checkpoint_metric: str = "val_si_sdr"  # what "best" means: kept checkpoints, best_model, registration
+    checkpoint_mode: str = ""  # "max" or "min" ("" = the metric's natural direction, METRIC_MODES)
     max_failures: int = 2  # worker-group restarts from the latest checkpoint
     storage_path: str = ""  # Ray Train results ("" = ./gsenet_runs; gs://... on clusters)
     name: str = ""  # run name ("" = derived from the config)
@@ -196,6 +210,15 @@ class TrainConfig:
         _check(self.log_every > 0, "train.log_every", "must be positive")
         _check(self.preemption_check_every >= 0, "train.preemption_check_every", "must be >= 0")
         _check(self.keep_checkpoints > 0, "train.keep_checkpoints", "must be positive")
+        _check(
+            self.checkpoint_metric in METRIC_MODES,
+            "train.checkpoint_metric",
+            f"must be one of {sorted(METRIC_MODES)}, got {self.checkpoint_metric!r}",
+        )
+        _check(self.checkpoint_mode in ("", "min", "max"), "train.checkpoint_mode", "must be '', 'min' or 'max'")
+
+    def resolved_checkpoint_mode(self) -> str:
+        return self.checkpoint_mode or METRIC_MODES[self.checkpoint_metric]
 
 
 @dataclass

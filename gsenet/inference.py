@@ -21,6 +21,8 @@ from gsenet.model import GSENet
 
 MODEL_WEIGHTS = "model.pt"
 MODEL_CONFIG = "model.yaml"
+MODEL_VERSIONS = "versions.json"
+MODEL_FORMAT = 1  # bump when a model folder changes in a way older readers cannot load
 CHECKPOINT_FILE = "checkpoint.pt"
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 
@@ -29,13 +31,38 @@ MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 # Saving and loading
 # ----------------------------------------------------------------------------------------------
 def save_model_folder(state_dict: dict, model_cfg: ModelConfig, out: str | Path) -> Path:
-    """Write a self-contained model folder: model.pt (state dict) + model.yaml (ModelConfig)."""
+    """Write a self-contained model folder: model.pt (state dict), model.yaml (ModelConfig) and
+    versions.json (the software that made it, and the folder format it follows)."""
+    import json
+
+    import gsenet
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in state_dict.items()}
     torch.save(state, out / MODEL_WEIGHTS)
     (out / MODEL_CONFIG).write_text(yaml.safe_dump(to_dict(model_cfg), sort_keys=False))
+    versions = {"format": MODEL_FORMAT, "gsenet": gsenet.__version__, "torch": torch.__version__}
+    (out / MODEL_VERSIONS).write_text(json.dumps(versions, indent=2))
     return out
+
+
+def _check_versions(folder: Path) -> None:
+    """Refuse a model folder written in a newer format than this gsenet reads (older ones lack the file)."""
+    import json
+
+    path = folder / MODEL_VERSIONS
+    if not path.is_file():
+        return
+    try:
+        versions = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: unreadable ({exc})") from None
+    if int(versions.get("format", 0)) > MODEL_FORMAT:
+        raise ModelLoadError(
+            f"{folder}: written by gsenet {versions.get('gsenet')} in model format {versions.get('format')}; this "
+            f"gsenet reads format {MODEL_FORMAT} at most: upgrade gsenet (pip install -U gsenet) to load it"
+        )
 
 
 def load_model(source: str | Path, tracking_uri: str = "") -> tuple[GSENet, ExperimentConfig | ModelConfig]:
@@ -56,6 +83,7 @@ def load_model(source: str | Path, tracking_uri: str = "") -> tuple[GSENet, Expe
     if (folder / CHECKPOINT_FILE).is_file():
         return _load_checkpoint_model(folder / CHECKPOINT_FILE)
     if (folder / MODEL_WEIGHTS).is_file():
+        _check_versions(folder)
         cfg = _read_model_config(folder / MODEL_CONFIG)
         return _build(cfg, _torch_load(folder / MODEL_WEIGHTS), folder / MODEL_WEIGHTS), cfg
     if (folder / "MLmodel").is_file():  # a downloaded MLflow pyfunc: artifacts/model/ is a model folder

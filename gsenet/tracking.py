@@ -328,9 +328,7 @@ class GSENetPyfunc(mlflow.pyfunc.PythonModel):
         return enhance_arrays(self.model, beam, ref)
 
 
-def log_pyfunc_model(
-    uri: str, run_id: str, model_folder: Path, name: str, *, register_as: str = "", sample_rate: int = 16000
-) -> str:
+def log_pyfunc_model(uri: str, run_id: str, model_folder: Path, name: str, *, sample_rate: int = 16000) -> str:
     """Log an exported model folder (model.pt + model.yaml) as an MLflow pyfunc model in `run_id`.
 
     The gsenet package is shipped as code, so `mlflow.pyfunc.load_model(...)` works with no
@@ -363,9 +361,58 @@ def log_pyfunc_model(
             signature=signature,
             input_example=example,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pyyaml"],
-            registered_model_name=register_as or None,
         )
     return info.model_uri
+
+
+BEST_ALIAS = "best"  # the alias every registration sets: models:/NAME@best
+
+
+def logged_model(uri: str, run_id: str, name: str = "best_model"):
+    """The run's logged MLflow model called `name`, newest first (None if it logged none).
+
+    MLflow 3 keeps logged models beside the run (models:/m-<id>), not in its artifact folder, so
+    listing the run's artifacts does not find them."""
+    client = _client(uri)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    found = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{_quote(run_id)}'")
+    matches = [m for m in found if m.name == name]
+    return max(matches, key=lambda m: m.creation_timestamp) if matches else None
+
+
+def log_checkpoint_as_model(uri: str, run_id: str, checkpoint: str | Path, name: str = "best_model") -> str:
+    """Log a (local) training checkpoint's weights + config as the run's pyfunc model `name`."""
+    from gsenet.inference import load_model, model_config_of, save_model_folder
+
+    model, cfg = load_model(checkpoint)
+    with tempfile.TemporaryDirectory(prefix="gsenet-model-") as folder:
+        model_folder = save_model_folder(model.state_dict(), model_config_of(cfg), Path(folder) / name)
+        return log_pyfunc_model(uri, run_id, model_folder, name, sample_rate=model.cfg.sample_rate)
+
+
+def register_model(uri: str, run_id: str, name: str, model_name: str = "best_model") -> tuple[str, str]:
+    """Register the run's logged model `model_name` as `name` with alias `best`; returns (URI, version).
+
+    The model is downloaded and loaded first, so the registry never points at an empty or broken
+    folder: a run without a loadable model raises TrackingError and nothing is registered."""
+    from gsenet.inference import load_model
+
+    client = _client(uri)
+    model = logged_model(uri, run_id, model_name)
+    if model is None:
+        raise TrackingError(f"run {run_id} logged no {model_name!r} model: nothing to register as {name!r}")
+    source = f"models:/{model.model_id}"
+    try:
+        load_model(download_model(source, uri))
+    except Exception as exc:
+        raise TrackingError(f"run {run_id}'s {model_name!r} does not load ({exc}): not registered as {name!r}") from exc
+    try:
+        client.get_registered_model(name)
+    except Exception:
+        client.create_registered_model(name)
+    version = client.create_model_version(name, source, run_id=run_id, model_id=model.model_id).version
+    client.set_registered_model_alias(name, BEST_ALIAS, version)
+    return f"models:/{name}@{BEST_ALIAS}", str(version)
 
 
 def download_model(source: str, tracking_uri: str = "") -> Path:

@@ -154,10 +154,12 @@ def build_trainer(
             storage_path=storage_path,
             storage_filesystem=filesystem,
             failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            # Kept by the metric that defines "best" (a sweep sets it to its own metric), so the
+            # best epoch's checkpoint is never the one Ray deletes.
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=cfg.train.keep_checkpoints,
-                checkpoint_score_attribute="val_loss",
-                checkpoint_score_order="min",
+                checkpoint_score_attribute=cfg.train.checkpoint_metric,
+                checkpoint_score_order=cfg.train.resolved_checkpoint_mode(),
             ),
             callbacks=list(train_callbacks),
             worker_runtime_env={"env_vars": WORKER_ENV},
@@ -293,7 +295,20 @@ class Progress:
     epoch: int = 1  # the epoch in progress (1-based)
     batch: int = 0  # batches of `epoch` already trained (mid-epoch checkpoints)
     best_val_loss: float = math.inf
-    last_val_loss: float = math.inf
+    best_score: float | None = None  # best train.checkpoint_metric so far (the best_model's)
+    last_val: dict = dataclasses.field(default_factory=dict)  # the last validation's metrics
+
+    @classmethod
+    def restore(cls, saved: dict) -> Progress:
+        """From a checkpoint's dict; fields an older checkpoint lacks keep their defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+    def improves(self, value: float, mode: str) -> bool:
+        """Whether `value` of the checkpoint metric beats the best so far (NaN never does)."""
+        if not math.isfinite(value):
+            return False
+        return self.best_score is None or (value > self.best_score if mode == "max" else value < self.best_score)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,7 +420,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         model.load_state_dict(restored["model"], strict=True)
         optimizer.load_state_dict(restored["optimizer"])
         scheduler.load_state_dict(restored["scheduler"])
-        progress = Progress(**restored["progress"])
+        progress = Progress.restore(restored["progress"])
         best_state = restored.get("best_model")
     start_step = progress.step  # reported, so a resumed run shows where it picked up
     model = ray.train.torch.prepare_model(model)
@@ -478,16 +493,17 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 if ray.train.get_preemption_info() is not None:  # a barrier: every rank calls it
                     # A just-in-time checkpoint; Ray restarts the group from it after the node goes.
                     preempt_saved = True
-                    report(_preemption_metrics(progress, scheduler), with_checkpoint=True, suffix="_preempted")
+                    report(_preemption_metrics(progress, scheduler, cfg), with_checkpoint=True, suffix="_preempted")
         # ---- end of epoch: validate, report, checkpoint ----
         train_seconds = time.perf_counter() - t0
         bare.eval()
         val, examples = validate(bare, loss_fn, val_set, cfg, device, autocast_dtype, rank, world)
         epoch = progress.epoch
         progress.epoch, progress.batch = epoch + 1, 0  # the checkpoint resumes at the next epoch
-        progress.last_val_loss = val["val_loss"]
-        if val["val_loss"] < progress.best_val_loss:
-            progress.best_val_loss = val["val_loss"]
+        progress.last_val = dict(val)
+        progress.best_val_loss = min(progress.best_val_loss, val["val_loss"])
+        if progress.improves(val[cfg.train.checkpoint_metric], cfg.train.resolved_checkpoint_mode()):
+            progress.best_score = val[cfg.train.checkpoint_metric]
             best_state = cpu_state(bare) if rank == 0 else None
         metrics = M.disjoint_union(
             {
@@ -515,16 +531,19 @@ def train_loop_per_worker(loop_config: dict) -> None:
         _log_final_models(logger, loop_config, cfg, cpu_state(bare), best_state)
 
 
-def _preemption_metrics(progress: Progress, scheduler) -> dict:
-    """A mid-epoch report: the last completed epoch's numbers, flagged (ASHA ignores repeats)."""
-    return {
-        "epoch": progress.epoch - 1,
-        "step": progress.step,
-        "val_loss": progress.last_val_loss,
-        "best_val_loss": progress.best_val_loss,
-        "lr": scheduler.get_last_lr()[0],
-        "preemption_checkpoint": 1,
-    }
+def _preemption_metrics(progress: Progress, scheduler, cfg: ExperimentConfig) -> dict:
+    """A mid-epoch report: the last completed epoch's numbers (every metric a sweep or the
+    checkpoint manager may rank by; NaN before the first validation), flagged (ASHA ignores repeats)."""
+    return M.disjoint_union(
+        progress.last_val or {cfg.train.checkpoint_metric: math.nan},
+        {
+            "epoch": progress.epoch - 1,
+            "step": progress.step,
+            "best_val_loss": progress.best_val_loss,
+            "lr": scheduler.get_last_lr()[0],
+            "preemption_checkpoint": 1,
+        },
+    )
 
 
 def _rank0_logger(loop_config: dict, rank: int, cfg: ExperimentConfig, device, params: int):
@@ -552,7 +571,8 @@ def _rank0_logger(loop_config: dict, rank: int, cfg: ExperimentConfig, device, p
 
 
 def _log_final_models(logger, loop_config: dict, cfg: ExperimentConfig, final: dict, best: dict | None) -> None:
-    """final_model and best_model as MLflow pyfuncs; the best one registered when asked."""
+    """final_model and best_model (best by train.checkpoint_metric) as MLflow pyfuncs; the best one
+    registered with alias `best` when tracking.register_model is set."""
     from gsenet import tracking
     from gsenet.inference import save_model_folder
 
@@ -561,11 +581,16 @@ def _log_final_models(logger, loop_config: dict, cfg: ExperimentConfig, final: d
     with tempfile.TemporaryDirectory(prefix="gsenet-model-") as folder:
         for name, state in (("final_model", final), ("best_model", best or final)):
             model_folder = save_model_folder(state, cfg.model, Path(folder) / name)
-            register = cfg.tracking.register_model if name == "best_model" else ""
             try:
-                tracking.log_pyfunc_model(
-                    uri, run_id, model_folder, name, register_as=register, sample_rate=cfg.model.sample_rate
-                )
+                tracking.log_pyfunc_model(uri, run_id, model_folder, name, sample_rate=cfg.model.sample_rate)
             except Exception as exc:  # never lose the training run to a tracking outage
                 log.warning("MLflow: could not log %s: %s", name, exc)
+    if cfg.tracking.register_model:
+        try:
+            model_uri, version = tracking.register_model(uri, run_id, cfg.tracking.register_model)
+            print(
+                f"gsenet: registered the best model (by {cfg.train.checkpoint_metric}) as {model_uri} (version {version})"
+            )
+        except Exception as exc:
+            log.warning("MLflow: could not register the best model as %r: %s", cfg.tracking.register_model, exc)
     logger.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from gsenet.errors import TrackingError
@@ -102,44 +101,6 @@ def log_metrics(uri: str, run_id: str, metrics: dict[str, float]) -> None:
 
 def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
     client(uri).set_terminated(run_id, status)
-
-
-def parent_is_open(uri: str, run_id: str) -> bool:
-    return client(uri).get_run(run_id).info.status == RunStatus.to_string(RunStatus.RUNNING)
-
-
-def model_artifact_path(uri: str, run_id: str) -> str | None:
-    """The run's logged MLflow model: `best_model` (what training logs) or else any folder with an MLmodel."""
-    mlflow = client(uri)
-    folders = sorted(
-        (item.path for item in mlflow.list_artifacts(run_id) if item.is_dir), key=lambda p: p != "best_model"
-    )
-    for folder in folders:
-        if any(f.path.endswith("MLmodel") for f in mlflow.list_artifacts(run_id, folder)):
-            return folder
-    return None
-
-
-def register_model(uri: str, run_id: str, name: str, checkpoint_dir: str | None = None) -> tuple[str, str]:
-    """Register the run's model (or, if it logged none, its checkpoint folder) as `name`, alias `best`.
-
-    Returns (model URI, version)."""
-    mlflow = client(uri)
-    artifact = model_artifact_path(uri, run_id)
-    if artifact is None:
-        if not checkpoint_dir:
-            raise TrackingError(f"run {run_id} logged no model and no checkpoint was given to register")
-        mlflow.log_artifacts(run_id, checkpoint_dir, "checkpoint")
-        artifact = "checkpoint"
-    try:
-        mlflow.get_registered_model(name)
-    except Exception:
-        mlflow.create_registered_model(name)
-    run = mlflow.get_run(run_id)
-    source = f"{run.info.artifact_uri.rstrip('/')}/{artifact}"
-    version = mlflow.create_model_version(name, source, run_id=run_id).version
-    mlflow.set_registered_model_alias(name, "best", version)
-    return f"models:/{name}@best", str(version)
 
 
 def _short(value: Any) -> str:

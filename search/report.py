@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gsenet.metrics import disjoint_union
 from search import mlflow_runs
 from search.progress import trial_state
 
@@ -39,22 +40,30 @@ class SweepReport:
 
 
 def result_rows(result_grid: Any, metric: str, mode: str, max_epochs: int) -> list[dict[str, Any]]:
-    """One row per trial from Tune's ResultGrid, best final `metric` first (errors last)."""
+    """One row per trial from Tune's ResultGrid, best first (errors last).
+
+    A trial is ranked by its best epoch's `metric`, and every `val_*` figure in its row is that
+    epoch's: the best epoch is what the trial's `best_model` and kept checkpoints hold, so the
+    row describes exactly the model a registration would ship. `final_<metric>` is the last epoch's.
+    """
     rows = []
     for result in result_grid:
         metrics = result.metrics or {}
         epoch = int(metrics.get("epoch", 0) or 0)
-        history = result.metrics_dataframe
-        row = {
-            "trial_id": metrics.get("trial_id") or (result.path or "").rsplit("/", 1)[-1],
-            "state": trial_state("ERROR" if result.error else "TERMINATED", epoch, max_epochs),
-            "epochs": epoch,
-            metric: metrics.get(metric),
-            f"best_{metric}": _best_value(history, metric, mode),
-            "checkpoint": _best_checkpoint(history, metric, mode),
-            **{k: v for k, v in metrics.items() if k.startswith("val_") and k != metric},
-            **{f"param.{k}": v for k, v in (result.config or {}).items()},
-        }
+        best = _best_epoch(result.metrics_dataframe, metric, mode) or metrics
+        row = disjoint_union(
+            {
+                "trial_id": metrics.get("trial_id") or (result.path or "").rsplit("/", 1)[-1],
+                "state": trial_state("ERROR" if result.error else "TERMINATED", epoch, max_epochs),
+                "epochs": epoch,
+                "best_epoch": int(best.get("epoch", 0) or 0),
+                metric: best.get(metric),
+                f"final_{metric}": metrics.get(metric),
+                "checkpoint": valid_checkpoint(best.get("checkpoint_path")),
+            },
+            {k: v for k, v in best.items() if k.startswith("val_") and k != metric},
+            {f"param.{k}": v for k, v in (result.config or {}).items()},
+        )
         rows.append(row)
     sign = 1 if mode == "min" else -1
 
@@ -66,22 +75,34 @@ def result_rows(result_grid: Any, metric: str, mode: str, max_epochs: int) -> li
     return sorted(rows, key=order)
 
 
-def _best_value(history: Any, metric: str, mode: str) -> float | None:
+def _best_epoch(history: Any, metric: str, mode: str) -> dict[str, Any] | None:
+    """The reported metrics of the trial's best epoch (the first of equals), None without history."""
     if history is None or metric not in history:
         return None
-    values = history[metric].dropna()
-    return None if values.empty else float(values.min() if mode == "min" else values.max())
+    scored = history.dropna(subset=[metric])
+    if scored.empty:
+        return None
+    best = scored[metric].idxmin() if mode == "min" else scored[metric].idxmax()
+    return {k: _plain(v) for k, v in scored.loc[best].items()}
 
 
-def _best_checkpoint(history: Any, metric: str, mode: str) -> str:
-    """The checkpoint of the trial's best epoch (Train reports its path with each epoch)."""
-    if history is None or "checkpoint_path" not in history or metric not in history:
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers (for CSV, MLflow and formatting)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def valid_checkpoint(path: Any) -> str:
+    """`path` if it is a checkpoint that still exists and holds the training state, else "".
+
+    Ray deletes checkpoints beyond `train.keep_checkpoints`; a report must never name one of those.
+    """
+    from gsenet.train import CHECKPOINT_FILE
+
+    if not isinstance(path, str) or not path:
         return ""
-    rows = history.dropna(subset=["checkpoint_path", metric])
-    if rows.empty:
-        return ""
-    best = rows[metric].idxmin() if mode == "min" else rows[metric].idxmax()
-    return str(rows.loc[best, "checkpoint_path"])
+    if "://" in path:  # remote storage (gs://): trust Ray's path, checked when it is used
+        return path
+    return path if (Path(path) / CHECKPOINT_FILE).is_file() else ""
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -126,7 +147,12 @@ def write_plots(study: Any, folder: Path) -> dict[str, str]:
 
 
 def register_best(report: SweepReport, uri: str, parent_run_id: str, model_name: str) -> None:
-    """Register the best completed trial's model as `model_name`, alias `best`."""
+    """Register the best completed trial's best_model as `model_name`, alias `best`.
+
+    Refuses (with a message; the sweep still finishes) rather than register something that does
+    not load. A trial that could not log its model gets one made from its best checkpoint."""
+    from gsenet import tracking
+
     if not (model_name and report.best and parent_run_id):
         return
     trial_id = report.best["trial_id"]
@@ -136,49 +162,96 @@ def register_best(report: SweepReport, uri: str, parent_run_id: str, model_name:
     if not runs:
         print(f"(best trial {trial_id} has no MLflow run: not registered)")
         return
-    checkpoint = report.best.get("checkpoint") or None
-    if checkpoint is None and mlflow_runs.model_artifact_path(uri, runs[0].info.run_id) is None:
-        print(f"(best trial {trial_id} logged no model and no checkpoint: nothing to register)")
-        return
+    run_id = runs[0].info.run_id
+    report.best["mlflow_run_id"] = run_id
     try:
-        report.model_uri, version = mlflow_runs.register_model(uri, runs[0].info.run_id, model_name, checkpoint)
-        report.best["mlflow_run_id"] = runs[0].info.run_id
-        report.best["model_version"] = version
+        if tracking.logged_model(uri, run_id) is None:
+            checkpoint = report.best.get("checkpoint")
+            if not checkpoint or "://" in checkpoint:
+                raise tracking.TrackingError(f"trial {trial_id} logged no model and has no local checkpoint left")
+            tracking.log_checkpoint_as_model(uri, run_id, checkpoint)
+        report.model_uri, report.best["model_version"] = tracking.register_model(uri, run_id, model_name)
     except Exception as exc:
         print(f"(could not register the best model as {model_name!r}: {exc})")
 
 
 def format_summary(report: SweepReport, plan: Any, top: int = 5) -> str:
-    """The top trials, where the best model is, and the commands to look at it all."""
+    """The top trials, the best one's true quality, where its model is, and commands that work
+    as printed (absolute paths to this environment's executables: no venv activation needed)."""
     lines = [f"\nSweep {report.name}: " + ", ".join(f"{n} {s}" for s, n in report.counts.items() if n)]
-    lines.append(f"Top trials by {report.metric} ({report.mode}):")
+    lines.append(f"Top trials by {report.metric} ({report.mode}, at each trial's best epoch):")
     for rank, row in enumerate(report.rows[:top], 1):
-        value = row[report.metric]
-        shown = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
         params = ", ".join(f"{k[6:]}={_fmt(v)}" for k, v in row.items() if k.startswith("param."))
         lines.append(
-            f"  {rank}. {row['trial_id']} [{row['state']}, {row['epochs']} ep] {report.metric}={shown}  {params}"
+            f"  {rank}. {row['trial_id']} [{row['state']}, {row['epochs']} ep, best ep {row['best_epoch']}] "
+            f"{report.metric}={_metric(row[report.metric])}  {params}"
         )
+    data_path, val_max = _validation_split(plan)
     if report.best:
-        lines.append(f"Best checkpoint: {report.best.get('checkpoint') or '(none reported)'}")
+        best = report.best
+        lines.append(f"Best trial: {best['trial_id']} (epoch {best['best_epoch']}): {_quality(best)}")
+        lines.append(f"Best checkpoint: {best.get('checkpoint') or '(none kept)'}")
         if report.model_uri:
-            lines.append(f"Registered model: {report.model_uri} (version {report.best.get('model_version')})")
+            lines.append(f"Registered model: {report.model_uri} (version {best.get('model_version')})")
     else:
         lines.append("No trial completed every epoch: nothing registered.")
     for name, path in report.files.items():
         lines.append(f"{name}: {path}")
+    gsenet = _executable("gsenet")
     lines.append("Look at it:")
     if plan.mlflow_uri.startswith(("http://", "https://")):
         lines.append(f"  MLflow UI:        open {plan.mlflow_uri} (experiment {plan.experiment!r}, run {plan.name!r})")
     else:
+        lines.append(f"  MLflow UI:        {gsenet} ui --mlflow-uri {plan.mlflow_uri}")
+    if report.model_uri:
+        subset = f" --max-recordings {val_max}" if val_max else ""
         lines.append(
-            f"  MLflow UI:        mlflow ui --backend-store-uri {plan.mlflow_uri} --host 127.0.0.1 --port 5000"
+            f"  re-score it:      {gsenet} evaluate {report.model_uri} {data_path} --split val{subset} "
+            f"--mlflow-uri {plan.mlflow_uri}"
         )
     if plan.optuna_storage:
-        lines.append(f"  optuna-dashboard: optuna-dashboard {plan.optuna_storage}   (study {plan.name!r})")
-    lines.append(f"  resume/extend:    gsenet search --resume {plan.name} --storage-path {plan.storage_path}")
+        lines.append(
+            f"  optuna-dashboard: {_executable('optuna-dashboard')} {plan.optuna_storage}   (study {plan.name!r})"
+        )
+    lines.append(f"  resume/extend:    {gsenet} search --resume {plan.name} --storage-path {plan.storage_path}")
     return "\n".join(lines)
 
 
+def _quality(row: dict[str, Any]) -> str:
+    """The true SI-SDR of a row and its gain over the beamformer (what every trial is judged by)."""
+    parts = []
+    if isinstance(row.get("val_si_sdr"), (int, float)):
+        parts.append(f"SI-SDR {row['val_si_sdr']:.2f} dB")
+    if isinstance(row.get("val_si_sdr_improvement"), (int, float)):
+        beam = row.get("val_si_sdr_beam")
+        beam_text = f" (beamformer {beam:.2f} dB)" if isinstance(beam, (int, float)) else ""
+        parts.append(f"{row['val_si_sdr_improvement']:+.2f} dB over the beamformer{beam_text}")
+    for key, title in (("val_pesq", "PESQ"), ("val_stoi", "STOI")):
+        if isinstance(row.get(key), (int, float)) and math.isfinite(row[key]):
+            parts.append(f"{title} {row[key]:.3f}")
+    return ", ".join(parts) or "(no validation metrics reported)"
+
+
+def _validation_split(plan: Any) -> tuple[str, int]:
+    """The data path and val_max_recordings the trials validated on (to re-score the same split)."""
+    try:
+        base = plan.space().base()
+    except Exception:  # a report must not fail on a plan it cannot re-read
+        return "DATA", 0
+    return base.data.path or "DATA", base.data.val_max_recordings
+
+
+def _executable(name: str) -> str:
+    """The absolute path of `name` beside this Python (the venv's bin), else the bare name."""
+    import sys
+
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.is_file() else name
+
+
+def _metric(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
 def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else ("-" if value is None else str(value))

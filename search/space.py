@@ -28,14 +28,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gsenet.config import ConfigError, ExperimentConfig, apply_overrides, flatten, load_yaml
+from gsenet.config import METRIC_MODES, ConfigError, ExperimentConfig, apply_overrides, flatten, load_yaml
 
 PARAM_TYPES = ("choice", "int", "uniform", "loguniform")
 SPACES_DIR = Path(__file__).parent / "spaces"
-# Metrics every training epoch reports, with the direction that is better.
-METRIC_MODES = {"val_loss": "min", "train_loss": "min", "val_si_sdr": "max", "val_pesq": "max", "val_stoi": "max"}
 # Keys a sweep controls itself; searching them would break ASHA's epoch budget or trial naming.
-NOT_SEARCHABLE = ("train.epochs", "train.name", "train.storage_path", "data.path", "tracking.mlflow_uri")
+NOT_SEARCHABLE = (
+    "train.epochs",
+    "train.name",
+    "train.storage_path",
+    "train.checkpoint_metric",  # set to the sweep's metric in every trial
+    "train.checkpoint_mode",
+    "data.path",
+    "tracking.mlflow_uri",
+)
 
 
 class SpaceError(ConfigError):

@@ -83,6 +83,8 @@ class TrialContext:
     experiment: str
     parent_run_id: str
     max_epochs: int
+    metric: str = "val_si_sdr"  # the sweep's metric: also what each trial keeps checkpoints and best_model by
+    mode: str = "max"
     seed: int = 0
     epoch_seconds: float = 0.0  # only the surrogate trainable uses it
 
@@ -103,6 +105,8 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     cfg.tracking.mlflow_uri = ctx.mlflow_uri
     cfg.tracking.experiment = ctx.experiment
     cfg.tracking.register_model = ""  # the sweep registers its best trial, trials do not
+    # "Best" inside a trial (kept checkpoints, best_model) means what the sweep ranks by.
+    cfg.train.checkpoint_metric, cfg.train.checkpoint_mode = ctx.metric, ctx.mode
     trainer = build_trainer(
         cfg,
         name=cfg.train.name,
@@ -280,6 +284,8 @@ def trainable(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: An
         experiment=plan.experiment,
         parent_run_id=plan.parent_run_id,
         max_epochs=plan.max_epochs(),
+        metric=settings.metric,
+        mode=settings.resolved_mode(),
         seed=settings.seed,
         **ctx_extra,
     )
@@ -300,21 +306,22 @@ def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra
 
 
 def sweep_params(plan: SweepPlan) -> dict[str, Any]:
-    """What the parent run records about the sweep."""
+    """What the parent run records about the sweep (disjoint groups: no param hides another)."""
+    from gsenet.metrics import disjoint_union
+
     space = plan.space()
-    params = {f"sweep.{k}": v for k, v in plan.settings.items()}
-    params.update({f"space.{k}": v for k, v in describe(space).items()})
-    params.update({f"fixed.{k}": v for k, v in space.fixed.items()})
-    params.update(
+    return disjoint_union(
+        {f"sweep.{k}": v for k, v in plan.settings.items()},
+        {f"space.{k}": v for k, v in describe(space).items()},
+        {f"fixed.{k}": v for k, v in space.fixed.items()},
         {
             "sweep.name": plan.name,
             "sweep.max_epochs": plan.max_epochs(),
             "sweep.storage": plan.experiment_path,
             "sweep.optuna_storage": plan.optuna_storage,
             "sweep.space_file": plan.space_source,
-        }
+        },
     )
-    return params
 
 
 # ----------------------------------------------------------------------------------------------

@@ -136,3 +136,14 @@ def test_export_matches_pytorch(tiny_model, tmp_path, fmt):
     assert report["max_abs_error"] < 1e-3 and report["rtf"] > 0
     loaded, _ = load_model(tmp_path / fmt)  # the folder is also a plain model folder
     assert isinstance(loaded, GSENet)
+
+
+def test_model_folder_records_versions_and_refuses_a_newer_format(tiny_model, tmp_path):
+    import gsenet
+
+    folder = save_model_folder(tiny_model.state_dict(), tiny_model.cfg, tmp_path / "m")
+    versions = json.loads((folder / "versions.json").read_text())
+    assert versions == {"format": 1, "gsenet": gsenet.__version__, "torch": torch.__version__}
+    (folder / "versions.json").write_text(json.dumps({**versions, "format": 99, "gsenet": "9.0"}))
+    with pytest.raises(ModelLoadError, match="gsenet 9.0 .* upgrade gsenet"):
+        load_model(folder)

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         f"done: epoch {metrics.get('epoch')} step {metrics.get('step')} | val_loss {metrics.get('val_loss', float('nan')):.4f}"
         f" | SI-SDR {metrics.get('val_si_sdr', float('nan')):.2f} dB | PESQ {metrics.get('val_pesq', float('nan')):.2f}"
     )
-    best = result.get_best_checkpoint("val_loss", "min") if result.best_checkpoints else None
+    metric, mode = cfg.train.checkpoint_metric, cfg.train.resolved_checkpoint_mode()
+    best = result.get_best_checkpoint(metric, mode) if result.best_checkpoints else None
     print(f"latest checkpoint: {result.checkpoint.path if result.checkpoint else None}")
-    print(f"best checkpoint:   {best.path if best else None}")
+    print(f"best checkpoint:   {best.path if best else None} (by {metric}, {mode})")
     return 0

@@ -76,7 +76,7 @@ def test_loss_decreases_and_metrics_are_reported(trained, mlflow_server):  # noq
     assert result.metrics["epoch"] == EPOCHS and result.metrics["step"] == EPOCHS * STEPS
     for key in ("train_loss", "val_si_sdr", "val_pesq", "val_stoi", "lr", "audio_seconds_per_second"):
         assert np.isfinite(result.metrics[key]), key
-    assert len(result.best_checkpoints) == cfg.train.keep_checkpoints  # the best k by val_loss are kept
+    assert len(result.best_checkpoints) == cfg.train.keep_checkpoints  # the best k by val_si_sdr are kept
     client, run = mlflow_run(mlflow_server.uri, "tiny")
     val_loss = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val_loss"), key=lambda m: m.step)]
     assert len(val_loss) == EPOCHS and val_loss[-1] < val_loss[0]
@@ -115,6 +115,7 @@ def test_mlflow_run_has_params_metrics_audio_and_models(trained, mlflow_server):
     # The registered best model loads with plain MLflow and enhances audio.
     version = client.get_model_version(REGISTERED, "1")
     assert version.run_id == run_id
+    assert client.get_model_version_by_alias(REGISTERED, "best").version == version.version  # models:/NAME@best
     uri = f"models:/{REGISTERED}/{version.version}"
     local = download_model(uri, mlflow_server.uri)  # explicit URI: no global MLflow state in tests
     model = mlflow.pyfunc.load_model(str(local))
