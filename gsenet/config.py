@@ -27,7 +27,7 @@ class ConfigError(GSENetError, ValueError):
 # Model
 # ----------------------------------------------------------------------------------------------
 INPUT_MODES = ("beam+ref", "beam", "ref")
-OUTPUT_MODES = ("mapping", "mask")
+OUTPUT_MODES = ("residual_mask", "mask", "mapping")
 
 
 @dataclass
@@ -50,7 +50,10 @@ class ModelConfig:
     decoder_tdb: tuple[bool, ...] = (False, False, False, False, False)  # TDB in decoder block i
     skip_connection: str = "concat"  # join encoder skips: "concat" (U-Net) or "add" (~17% fewer MACs)
     negative_slope: float = 0.3  # LeakyReLU slope
-    output_mode: str = "mapping"  # "mapping": complex spectrum; "mask": complex mask on beam
+    # "residual_mask": complex mask 1 + net on the beam, the net's last conv starting at zero, so an
+    # untrained model passes the beam through (training starts at the beamformer, not 31 dB below);
+    # "mask": complex mask = net on the beam; "mapping": the net outputs the spectrum itself.
+    output_mode: str = "residual_mask"
     compress_exponent: float = 1.0  # power-law magnitude compression of inputs (1 = off)
     lookahead_frames: int = 0  # future STFT frames the network may see (0 = causal)
 

@@ -27,7 +27,10 @@ TINY = {"widths": (4, 4, 8, 8, 8, 8), "dilation_depth": 1}
 def tiny_model() -> GSENet:
     torch.manual_seed(0)
     model = GSENet(ModelConfig(**TINY)).eval()
-    with torch.no_grad():  # bias the output conv so the output is not ~0 (differences show)
+    # Re-draw the output conv (the default residual-mask head starts at zero, i.e. output == beam)
+    # and bias it, so the whole network path shows in every comparison.
+    model.output_conv.conv.reset_parameters()
+    with torch.no_grad():
         model.output_conv.conv.bias.fill_(0.1)
     return model
 
