@@ -94,7 +94,7 @@ def train(cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes:
             torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         optimizer.step()
         scheduler.step()
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         done = step
         out_of_time = (time.time() - start) / 60 > max_minutes
         if step % eval_every == 0 or step == steps or out_of_time:
