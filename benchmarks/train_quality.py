@@ -61,7 +61,9 @@ def si_sdr_gain(model, items: list[dict]) -> float:
 
 
 def train(cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes: float, log=print) -> dict:
-    """Train `steps` steps (or until `max_minutes`); returns the model, the curve and the timing."""
+    """Train `steps` steps or `max_minutes`, whichever comes first; returns the model, the curve and
+    the timing. The LR schedule runs on progress = max(step / steps, minutes / max_minutes), so on a
+    machine busier than expected the cosine decay still ends when the time budget does."""
     from gsenet.data import SegmentDataset, collate_batch
     from gsenet.losses import GSENetLoss
     from gsenet.model import GSENet, count_parameters
@@ -78,13 +80,19 @@ def train(cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes:
     model = GSENet(cfg.model)
     loss_fn = GSENetLoss(cfg.loss, sr)
     optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    start = time.time()
+
+    def progress_step(step: int) -> int:  # the step count the schedule sees
+        by_time = (time.time() - start) / 60 / max_minutes * steps
+        return step if step < o.warmup_steps else max(step, int(by_time))
+
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, o.warmup_steps, steps, o.schedule, o.min_lr_ratio)
+        optimizer, lambda s: lr_factor(progress_step(s), o.warmup_steps, steps, o.schedule, o.min_lr_ratio)
     )
     log(f"{count_parameters(model):,} parameters, {steps} steps of batch {cfg.data.batch_size}")
     curve = [{"step": 0, "si_sdr_vs_beam": si_sdr_gain(model, eval_items), "loss": float("nan"), "minutes": 0.0}]
     log(f"step 0: SI-SDR vs beam {curve[0]['si_sdr_vs_beam']:+.2f} dB")
-    start, running, done = time.time(), [], 0
+    start, running, done = time.time(), [], 0  # the clock starts after the step-0 evaluation
     for step, batch in enumerate(loader, start=1):
         estimate = model(batch["beam"], batch["ref"])
         loss, _ = loss_fn(estimate, batch["target"], batch["lengths"])
@@ -116,7 +124,7 @@ def train(cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes:
     return {"model": model.eval(), "curve": curve, "steps": done, "minutes": (time.time() - start) / 60}
 
 
-def plot_curves(curves: dict[str, list[dict]], path: Path, title: str) -> Path:
+def plot_curves(curves: dict[str, list[dict]], path: Path, title: str, ylim=None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,6 +138,8 @@ def plot_curves(curves: dict[str, list[dict]], path: Path, title: str) -> Path:
     ax.set_ylabel("SI-SDR over the beamformer (dB)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
+    if ylim:
+        ax.set_ylim(*ylim)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -156,7 +166,7 @@ def run_plot(args) -> None:
     for spec in args.curves:
         label, _, path = spec.partition("=")
         curves[label] = json.loads(Path(path).read_text())["curve"]
-    print(plot_curves(curves, Path(args.png), args.title))
+    print(plot_curves(curves, Path(args.png), args.title, args.ylim))
 
 
 def versions() -> dict:
@@ -242,6 +252,7 @@ def main() -> None:
     plot.add_argument("png")
     plot.add_argument("curves", nargs="+")
     plot.add_argument("--title", default="")
+    plot.add_argument("--ylim", type=float, nargs=2, help="y-axis range in dB")
     pre = sub.add_parser("pretrained", help="simulate, train and write gsenet/pretrained/<name>/")
     common(pre)
     pre.add_argument("--name", required=True)
