@@ -141,10 +141,9 @@ def score_all(checkpoints: dict[str, Path], test_root: Path, perceptual: bool) -
         enhanced_rows[variant + ":model"] = model
     first = enhanced_rows[next(iter(checkpoints))]
     images = interference_images(test_root, first)
+    from gsenet.baselines import run_baselines
     from gsenet.config import DataConfig
     from gsenet.inference import enhance_arrays
-
-    from gsenet.baselines import run_baselines
 
     dataset = RecordingDataset(test_root / "test", DataConfig(), 16000)
     signals = {item["name"]: item for item in (dataset[i] for i in range(len(dataset)))}
