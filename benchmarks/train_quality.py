@@ -4,8 +4,9 @@
     python benchmarks/train_quality.py curve --train-data D --eval-data T --steps 300 \\
         --out curves/mask --set model.width_multiplier=0.5 model.output_mode=residual_mask
 
-    # the pretrained model: simulate, train, evaluate, write gsenet/pretrained/<name>/
-    python benchmarks/train_quality.py pretrained --name gsenet-sim-small --minutes 40
+    # the pretrained model: simulate, train, write gsenet/pretrained/<name>/, then its model card
+    python benchmarks/train_quality.py pretrained --name sim-w05 --minutes 36 ...
+    python benchmarks/train_quality.py card --name sim-w05 --test-data WORK/test_array ...
 
 Why not `gsenet train`: this is the same model (gsenet.model.GSENet), loss (gsenet.losses),
 data pipeline (gsenet.data.SegmentDataset, collate_batch), recipe (gsenet/configs/quality.yaml)
@@ -225,6 +226,76 @@ def run_pretrained(args) -> None:
     }
     (folder / "training.json").write_text(json.dumps(training, indent=1) + "\n")
     print(f"pretrained model written to {folder} ({result['steps']} steps, {result['minutes']:.1f} min)")
+    if not args.no_card:
+        run_card(argparse.Namespace(name=args.name, test_data=str(test_root), early_test_data="",
+                                    work_dir=str(work), eval_recordings=args.eval_recordings, threads=args.threads))  # fmt: skip
+
+
+def system_lines(rows: list[dict], title: str) -> list[str]:
+    """Markdown table: one line per system (model, beam, ref, baselines) of the given rows."""
+    from gsenet.inference import SYSTEMS
+    from gsenet.metrics import nanmean
+
+    lines = [f"**{title}** ({len(rows)} recordings)", "", "| system | SI-SDR (dB) | vs beamformer | PESQ-wb | STOI |"]
+    lines.append("|---|---|---|---|---|")
+    for suffix, name in SYSTEMS.items():
+        if f"si_sdr{suffix}" not in rows[0]:
+            continue
+        mean = {k: nanmean(r.get(f"{k}{suffix}") for r in rows) for k in ("si_sdr", "pesq", "stoi")}
+        gain = nanmean(r[f"si_sdr{suffix}"] - r["si_sdr_beam"] for r in rows)
+        label = "**GSENet (this model)**" if suffix == "" else name
+        lines.append(f"| {label} | {mean['si_sdr']:.2f} | {gain:+.2f} | {mean['pesq']:.2f} | {mean['stoi']:.3f} |")
+    return [*lines, ""]
+
+
+def run_card(args) -> None:
+    """Score a shipped model on the array-scheme test set and write its model card (README.md)."""
+    from gsenet.inference import evaluate_model, load_model, pretrained_folder, write_csv
+
+    torch.set_num_threads(args.threads)
+    folder = pretrained_folder(args.name)
+    model, cfg = load_model(f"pretrained:{args.name}")
+    rows = evaluate_model(model, cfg, Path(args.test_data), "test", perceptual=True)
+    write_csv(rows, Path(args.work_dir) / f"{args.name}_evaluation.csv")
+    training = json.loads((folder / "training.json").read_text())
+    curve = json.loads((folder / "curve.json").read_text())
+    text = [f"# pretrained:{args.name}", "", CARD_INTRO.format(**training, width=cfg.width_multiplier), ""]
+    text += system_lines(rows, "Array-scheme test set, target = direct path")
+    for condition in ("interfering_speech", "noise_only"):
+        subset = [r for r in rows if r.get("meta.condition") == condition]
+        if subset:
+            text += system_lines(subset, f"Condition: {condition}")
+    if args.early_test_data:
+        early = evaluate_model(model, cfg, Path(args.early_test_data), "test", perceptual=False, baselines=False)
+        gain = np.mean([r["si_sdr_improvement"] for r in early])
+        text += [
+            f"Against the early target (direct + 50 ms of reflections, same mixtures): SI-SDR "
+            f"{np.mean([r['si_sdr'] for r in early]):.2f} dB, beamformer "
+            f"{np.mean([r['si_sdr_beam'] for r in early]):.2f} dB, improvement {gain:+.2f} dB.",
+            "",
+        ]
+    points = ", ".join("step {}: {:+.2f}".format(p["step"], p["si_sdr_vs_beam"]) for p in curve)
+    text += [
+        f"Learning curve (SI-SDR over the beamformer on the first {args.eval_recordings} test recordings): {points}.",
+        "",
+        "![learning curve](curve.png)",
+        "",
+        f"Versions: `{json.dumps(json.loads((folder / 'versions.json').read_text()))}`",
+        "",
+    ]
+    (folder / "README.md").write_text("\n".join(text))
+    print("\n".join(text))
+
+
+CARD_INTRO = """GSENet (beam + reference mic, residual complex mask, width multiplier {width}) trained on
+{train_recordings} simulated paper-scheme recordings (4 s, procedural speech and noise, RT60
+0.15-0.45 s; `gsenet simulate --scheme paper --seed 1`), {steps} steps of batch {batch_size} x
+{segment_seconds} s in {train_minutes} min on {threads} CPU threads (plus {simulate_minutes} min of
+simulation) with the recipe gsenet/configs/quality.yaml. Command: `{command}`.
+Scored on {test_recordings} held-out array-scheme recordings (a different pipeline: 3-mic 2 cm
+circular array, superdirective beamformer steered at the target, 0-2 interfering talkers at 0 dB,
+diffuse noise; seed 2). Procedural speech only: expect much worse on real recordings until it is
+retrained on a speech corpus (`gsenet simulate --speech-dir`)."""
 
 
 def main() -> None:
@@ -260,9 +331,18 @@ def main() -> None:
     pre.add_argument("--train-recordings", type=int, default=400)
     pre.add_argument("--test-recordings", type=int, default=60)
     pre.add_argument("--minutes", type=float, default=40.0, help="training wall-time budget")
+    pre.add_argument("--no-card", action="store_true", help="skip scoring the model and writing README.md")
+    card = sub.add_parser("card", help="score a shipped model and write its model card")
+    card.add_argument("--name", required=True)
+    card.add_argument("--test-data", required=True, help="array-scheme dataset root with test/")
+    card.add_argument("--early-test-data", default="", help="the same test set simulated with --target early")
+    card.add_argument("--work-dir", default="pretrained_run", help="where the per-recording CSV goes")
+    card.add_argument("--eval-recordings", type=int, default=16, help="recordings the curve was scored on")
+    card.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     args.argv = sys.argv[2:]
-    {"curve": run_curve, "plot": run_plot, "pretrained": run_pretrained}[args.command](args)
+    commands = {"curve": run_curve, "plot": run_plot, "pretrained": run_pretrained, "card": run_card}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":
