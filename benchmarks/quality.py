@@ -12,6 +12,9 @@
 3. Scores each on the test set with gsenet.inference.evaluate_model, plus a BSS-eval style SIR:
    the enhanced signal is projected (128-tap filters) onto the target and the interference image at
    the reference mic, which the simulator re-creates exactly from (seed, index).
+   Beside the models: the raw reference mic, the beamformer, a Wiener filter on the beam
+   (gsenet.baselines.wiener: the classical level to beat) and the oracle ideal ratio mask on the beam
+   (gsenet.baselines.oracle_irm: the ceiling of a real mask on the beam; it uses the clean target).
 Prints one table overall and broken down by condition (interfering speech vs noise only) and by
 interferer direction relative to the target, and writes results.csv/json in the work folder.
 """
@@ -28,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 VARIANTS = ("ref", "beam", "beam+ref")
+# Reference systems on the beam, as named in the table -> their suffix in evaluate_model's rows.
+BASELINE_SYSTEMS = {"Wiener on beam": "_wiener", "oracle IRM": "_oracle_irm"}
 RECIPE = Path(__file__).resolve().parents[1] / "gsenet" / "configs" / "quality.yaml"
 
 
@@ -136,19 +141,27 @@ def score_all(checkpoints: dict[str, Path], test_root: Path, perceptual: bool) -
         enhanced_rows[variant + ":model"] = model
     first = enhanced_rows[next(iter(checkpoints))]
     images = interference_images(test_root, first)
+    from gsenet.baselines import run_baselines
     from gsenet.config import DataConfig
     from gsenet.inference import enhance_arrays
 
     dataset = RecordingDataset(test_root / "test", DataConfig(), 16000)
     signals = {item["name"]: item for item in (dataset[i] for i in range(len(dataset)))}
-    for system in ("reference mic", "beamformer", *checkpoints):
-        for row in first if system in ("reference mic", "beamformer") else enhanced_rows[system]:
+    baseline_outputs = {
+        name: run_baselines(item["beam"].numpy(), item["target"].numpy(), 16000) for name, item in signals.items()
+    }
+    references = {"reference mic": "_ref", "beamformer": "_beam", **BASELINE_SYSTEMS}
+    for system in (*references, *checkpoints):
+        for row in first if system in references else enhanced_rows[system]:
             item = signals[row["recording"]]
             target = item["target"].numpy()
             if system == "reference mic":
                 suffix, signal = "_ref", item["ref"].numpy()
             elif system == "beamformer":
                 suffix, signal = "_beam", item["beam"].numpy()
+            elif system in BASELINE_SYSTEMS:
+                suffix = BASELINE_SYSTEMS[system]
+                signal = baseline_outputs[row["recording"]][suffix[1:]]
             else:
                 suffix = ""
                 signal = enhance_arrays(enhanced_rows[system + ":model"], item["beam"].numpy(), item["ref"].numpy())

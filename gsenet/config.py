@@ -27,7 +27,7 @@ class ConfigError(GSENetError, ValueError):
 # Model
 # ----------------------------------------------------------------------------------------------
 INPUT_MODES = ("beam+ref", "beam", "ref")
-OUTPUT_MODES = ("mapping", "mask")
+OUTPUT_MODES = ("residual_mask", "mask", "mapping")
 
 
 @dataclass
@@ -50,7 +50,10 @@ class ModelConfig:
     decoder_tdb: tuple[bool, ...] = (False, False, False, False, False)  # TDB in decoder block i
     skip_connection: str = "concat"  # join encoder skips: "concat" (U-Net) or "add" (~17% fewer MACs)
     negative_slope: float = 0.3  # LeakyReLU slope
-    output_mode: str = "mapping"  # "mapping": complex spectrum; "mask": complex mask on beam
+    # "residual_mask": complex mask 1 + net on the beam, the net's last conv starting at zero, so an
+    # untrained model passes the beam through (training starts at the beamformer, not 31 dB below);
+    # "mask": complex mask = net on the beam; "mapping": the net outputs the spectrum itself.
+    output_mode: str = "residual_mask"
     compress_exponent: float = 1.0  # power-law magnitude compression of inputs (1 = off)
     lookahead_frames: int = 0  # future STFT frames the network may see (0 = causal)
 
@@ -95,11 +98,17 @@ class LossConfig:
 
     multires_stft: float = 1.0  # spectral convergence + log-magnitude L1 over resolutions
     compressed_spectral: float = 1.0  # power-law compressed complex spectral MSE
-    si_sdr: float = 0.0  # negative SI-SDR (dB / 10, so it is on the scale of the others)
+    # negative SI-SDR (dB / 10): 0.1 per dB, on the scale of a few dB's change in the spectral terms
+    # (tests/test_losses.py: with these weights the total ranks a fixed set of outputs like the metrics)
+    si_sdr: float = 1.0
     # (n_fft, hop) pairs of the multi-resolution STFT loss.
     stft_resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (2048, 512))
     compress_exponent: float = 0.3  # power-law exponent of the compressed spectral loss
     compressed_magnitude_weight: float = 0.7  # share of the magnitude term vs the complex term
+    # Log-magnitude floor of the multi-resolution term, in dB relative to the target's peak bin.
+    log_floor_db: float = -40.0
+    # Spectral terms compare the estimate scaled as SI-SDR scales it (a scaled copy is perfect).
+    scale_invariant: bool = True
 
     def validate(self) -> None:
         for name in ("multires_stft", "compressed_spectral", "si_sdr"):
@@ -112,6 +121,7 @@ class LossConfig:
             _check(len(res) == 2 and res[0] >= res[1] > 0, "loss.stft_resolutions", f"bad (n_fft, hop) {res}")
         _check(0 < self.compress_exponent <= 1, "loss.compress_exponent", "must be in (0, 1]")
         _check(0 <= self.compressed_magnitude_weight <= 1, "loss.compressed_magnitude_weight", "must be in [0, 1]")
+        _check(-120 <= self.log_floor_db <= 0, "loss.log_floor_db", "must be in [-120, 0] dB")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ A *model folder* is self-contained: `model.pt` (a plain state dict, loadable wit
 `torch.load(weights_only=True)`) and `model.yaml` (the ModelConfig), plus `model.onnx` or
 `model.ts` when exported in those formats. A *checkpoint folder* (Ray Train) holds `checkpoint.pt`
 (model, optimizer, scheduler, step, config, data position) and `config.yaml`. `load_model` takes
-either, an MLflow model folder, or an MLflow URI (`models:/name@alias`, `runs:/<id>/best_model`).
+either, an MLflow model folder, an MLflow URI (`models:/name@alias`, `runs:/<id>/best_model`), or
+`pretrained:<name>`: a model folder shipped in the package (gsenet/pretrained/<name>/, with its
+model card README.md).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ MODEL_VERSIONS = "versions.json"
 MODEL_FORMAT = 1  # bump when a model folder changes in a way older readers cannot load
 CHECKPOINT_FILE = "checkpoint.pt"
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+PRETRAINED_PREFIX = "pretrained:"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,6 +75,8 @@ def load_model(source: str | Path, tracking_uri: str = "") -> tuple[GSENet, Expe
     A checkpoint gives the full ExperimentConfig, a model folder its ModelConfig.
     """
     text = str(source)
+    if text.startswith(PRETRAINED_PREFIX):
+        return load_model(pretrained_folder(text[len(PRETRAINED_PREFIX) :]))
     if text.startswith(MLFLOW_SCHEMES):
         from gsenet.tracking import download_model
 
@@ -97,6 +103,21 @@ def load_model(source: str | Path, tracking_uri: str = "") -> tuple[GSENet, Expe
         f"{folder}: neither a checkpoint folder ({CHECKPOINT_FILE}) nor a model folder "
         f"({MODEL_WEIGHTS} + {MODEL_CONFIG}) nor an MLflow model (MLmodel)"
     )
+
+
+def pretrained_names() -> list[str]:
+    """Names of the models shipped in gsenet/pretrained/ (folders with weights and config)."""
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / MODEL_WEIGHTS).is_file())
+
+
+def pretrained_folder(name: str) -> Path:
+    """The model folder of a shipped model; a clear error naming the available ones otherwise."""
+    if name not in pretrained_names():
+        available = ", ".join(f"pretrained:{n}" for n in pretrained_names()) or "none"
+        raise ModelLoadError(f"pretrained:{name}: no such shipped model (available: {available})")
+    return PRETRAINED_DIR / name
 
 
 def _torch_load(path: Path) -> dict:
@@ -171,8 +192,19 @@ def enhance_arrays(model: GSENet, beam: np.ndarray, ref: np.ndarray, *, streamin
 
 
 # ----------------------------------------------------------------------------------------------
-# Evaluation: the model against the beamformer and the raw reference mic
+# Evaluation: the model against the beamformer, the raw reference mic and reference systems
 # ----------------------------------------------------------------------------------------------
+# Row-key suffix -> system, in table order. "" is the model; the baselines run on the beam.
+SYSTEMS = {
+    "": "model",
+    "_beam": "beamformer",
+    "_ref": "reference mic",
+    "_wiener": "Wiener on beam",
+    "_oracle_irm": "oracle IRM on beam",
+}
+METRICS = (("si_sdr", "SI-SDR"), ("pesq", "PESQ"), ("stoi", "STOI"))
+
+
 def evaluate_model(
     model: GSENet,
     model_cfg: ExperimentConfig | ModelConfig,
@@ -183,13 +215,17 @@ def evaluate_model(
     streaming: bool = False,
     perceptual: bool = True,
     max_recordings: int = 0,
+    baselines: bool = True,
 ) -> list[dict]:
     """One row per recording: SI-SDR / PESQ-wb / STOI of the enhanced output, the beamformer output
-    (`*_beam`) and the reference mic (`*_ref`), the improvements over the beamformer, and the
+    (`*_beam`), the reference mic (`*_ref`) and, with `baselines`, a Wiener filter on the beam
+    (`*_wiener`) and the oracle ideal ratio mask on the beam (`*_oracle_irm`, the ceiling of a real
+    mask); the improvements over the beamformer (`*_improvement`, `*_vs_beam<suffix>`); and the
     recording's meta.json (as `meta.<key>`) so results can be broken down by condition."""
     import json
 
     from gsenet import metrics as M
+    from gsenet.baselines import run_baselines
     from gsenet.config import DataConfig
     from gsenet.data import RecordingDataset
 
@@ -203,12 +239,17 @@ def evaluate_model(
         beam, ref, target = (item[k].numpy() for k in ("beam", "ref", "target"))
         enhanced = enhance_arrays(model, beam, ref, streaming=streaming)
         row = {"recording": item["name"], "seconds": round(len(target) / sr, 3)}
-        for suffix, signal in (("", enhanced), ("_beam", beam), ("_ref", ref)):
+        signals = {"": enhanced, "_beam": beam, "_ref": ref}
+        if baselines:
+            signals.update({f"_{name}": out for name, out in run_baselines(beam, target, sr).items()})
+        for suffix, signal in signals.items():
             for key, value in M.score(signal, target, sr, perceptual=perceptual).items():
                 row[f"{key}{suffix}"] = value
-        for key in ("si_sdr", "pesq", "stoi"):
+        for key, _ in METRICS:
             if key in row:
                 row[f"{key}_improvement"] = row[key] - row[f"{key}_beam"]
+                for suffix in signals.keys() - {"", "_beam"}:
+                    row[f"{key}_vs_beam{suffix}"] = row[f"{key}{suffix}"] - row[f"{key}_beam"]
         meta_path = Path(recording.folder) / "meta.json"
         if meta_path.is_file():
             for key, value in json.loads(meta_path.read_text()).items():
@@ -227,8 +268,9 @@ def summarize(rows: list[dict]) -> dict[str, float]:
 
 
 def format_table(rows: list[dict], summary: dict[str, float]) -> str:
-    """Per-recording SI-SDR / PESQ / STOI for enhanced vs beamformer vs reference mic, then the means."""
-    columns = [("si_sdr", "SI-SDR"), ("pesq", "PESQ"), ("stoi", "STOI")]
+    """Per-recording SI-SDR / PESQ / STOI for enhanced vs beamformer vs reference mic, the means, then
+    one line per system (model, beamformer, reference mic, baselines), overall and by condition."""
+    columns = list(METRICS)
     columns = [(k, t) for k, t in columns if rows and k in rows[0]]
     header = f"{'recording':<24}" + "".join(f"{t + ' ' + w:>14}" for k, t in columns for w in ("enh", "beam", "ref"))
     lines = [header, "-" * len(header)]
@@ -244,6 +286,26 @@ def format_table(rows: list[dict], summary: dict[str, float]) -> str:
     lines.append(f"{'mean':<24}" + fmt([summary[f"mean_{k}{s}"] for k, _ in columns for s in ("", "_beam", "_ref")]))
     gains = ", ".join(f"{t} {summary[f'mean_{k}_improvement']:+.3f}" for k, t in columns)
     lines.append(f"improvement over the beamformer: {gains}")
+    lines += ["", system_table(rows, "all recordings")]
+    conditions = sorted({r["meta.condition"] for r in rows if isinstance(r.get("meta.condition"), str)})
+    for condition in conditions if len(conditions) > 1 else []:
+        lines += ["", system_table([r for r in rows if r.get("meta.condition") == condition], condition)]
+    return "\n".join(lines)
+
+
+def system_table(rows: list[dict], title: str) -> str:
+    """One line per system present in `rows`: mean SI-SDR, SI-SDR over the beamformer, PESQ, STOI."""
+    from gsenet.metrics import nanmean
+
+    keys = [k for k, _ in METRICS if rows and k in rows[0]]
+    lines = [f"{title} ({len(rows)} recordings)", f"{'system':<22}{'SI-SDR':>9}{'vs beam':>9}{'PESQ':>7}{'STOI':>7}"]
+    for suffix, name in SYSTEMS.items():
+        if not rows or f"si_sdr{suffix}" not in rows[0]:
+            continue
+        means = {k: nanmean(r[f"{k}{suffix}"] for r in rows) for k in keys}
+        gain = nanmean(r[f"si_sdr{suffix}"] - r["si_sdr_beam"] for r in rows)
+        perceptual = "".join(f"{means[k]:>7.2f}" if k in means else f"{'-':>7}" for k in ("pesq", "stoi"))
+        lines.append(f"{name:<22}{means['si_sdr']:>9.2f}{gain:>+9.2f}{perceptual}")
     return "\n".join(lines)
 
 

@@ -5,7 +5,8 @@ Read top to bottom:
 2. Blocks: `CausalConv2d` (time-causal, frequency-centred), `TimeDilatedBlock`, `EncoderBlock`,
    `DecoderBlock`.
 3. `GSENet`: 7x7 input conv, 5 encoder blocks, a time-dilated bottleneck, 5 mirrored decoder blocks
-   with skip connections, 7x7 output conv to a complex spectrum (or mask), inverse STFT.
+   with skip connections, 7x7 output conv to a complex mask on the beam (by default 1 + net,
+   starting at exactly 1: an untrained model passes the beam through) or a spectrum, inverse STFT.
 4. `GSENetStreamer`: the same modules run one hop at a time with their own state; its output equals
    the offline model's (tests/test_model.py checks both).
 
@@ -267,6 +268,9 @@ class GSENet(nn.Module):
             for i in range(5)
         )
         self.output_conv = CausalConv2d(widths[0], 2, (7, 7))
+        if cfg.output_mode == "residual_mask":  # identity at step 0: the mask is exactly 1
+            nn.init.zeros_(self.output_conv.conv.weight)
+            nn.init.zeros_(self.output_conv.conv.bias)
         self.act = nn.LeakyReLU(slope)
 
     # -- shared pieces of the offline and streaming paths ------------------------------------
@@ -295,6 +299,8 @@ class GSENet(nn.Module):
         may run in bf16 under autocast; the spectrum and inverse STFT stay in full precision)."""
         out = out.float()
         estimate = torch.complex(out[:, 0], out[:, 1])
+        if self.cfg.output_mode == "residual_mask":
+            return beam_spec + estimate * beam_spec  # (1 + net) * beam
         if self.cfg.output_mode == "mask":
             return estimate * beam_spec
         c = self.cfg.compress_exponent

@@ -12,7 +12,12 @@ Two schemes:
   talkers (point sources) and diffuse noise; a classical beamformer steered at the target
   (gsenet.beamform) makes channel_1; the raw mics are channel_2.. .
 
-The ground truth is the direct path of the target speech at the reference receiver. Every
+The ground truth (`SimulationConfig.target`) is the target speech at the receiver the guide
+(channel_1) is aligned with: receiver 0 (y0) in the paper scheme, mic 0 (the beamformer's
+reference, also channel_2) in the array scheme, so the target is sample-aligned with the guide's
+speech. "direct" (default) keeps the direct path only, so the model must dereverberate as well as
+denoise; "early" keeps the direct path and the reflections within `early_ms` (50 ms, as in the
+DNS Challenge), so it does not. Every
 recording's random generator is derived from (seed, index) only, so a recording does not depend
 on how many are made or on how many workers make them. Each recording gets a meta.json with the
 drawn parameters and the SIR/SNR of every channel, computed from the separately simulated
@@ -37,9 +42,10 @@ from gsenet.errors import DataError
 from gsenet.speech import NOISE_KINDS, SourceCorpus, procedural_noise, procedural_speech, random_speaker
 
 SCHEMES = ("paper", "array")
+TARGETS = ("direct", "early")
 SPLITS = ("train", "val", "test")
 MANIFEST = "simulation.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: paper-scheme target aligned with y0 (was receiver 1); target option
 
 
 @dataclass
@@ -47,6 +53,8 @@ class SimulationConfig:
     """Every distribution the simulation draws from. Gains are in dB; (mean, std) are Gaussians."""
 
     scheme: str = "paper"  # "paper" (guided training scheme) or "array" (beamformer on a mic array)
+    target: str = "direct"  # ground truth: "direct" path, or "early" = direct + reflections <= early_ms
+    early_ms: float = 50.0  # reflections kept by target="early" (after the direct path's arrival)
     duration_s: float = 4.0  # seconds per recording
     sample_rate: int = 16000
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train/val/test (>= 1 val, 1 test if N >= 3)
@@ -89,6 +97,8 @@ class SimulationConfig:
                 raise ConfigError(f"simulation {key}: {message}")
 
         check(self.scheme in SCHEMES, "scheme", f"must be one of {SCHEMES}, got {self.scheme!r}")
+        check(self.target in TARGETS, "target", f"must be one of {TARGETS}, got {self.target!r}")
+        check(0 < self.early_ms <= 200, "early_ms", "must be in (0, 200] ms")
         check(self.duration_s > 0.1, "duration", "must be > 0.1 s")
         check(self.sample_rate >= 8000, "sample_rate", "must be >= 8000 Hz")
         check(len(self.split_fractions) == 3 and min(self.split_fractions) >= 0, "split_fractions", "3 values >= 0")
@@ -206,6 +216,16 @@ def _direct_path(source, mic, dims, fs) -> np.ndarray:
     return _room_rirs(dims, 0.5, 0, [source], [mic], fs)[0][0]
 
 
+def _target_rir(cfg: SimulationConfig, rir: np.ndarray, source, mic, dims) -> np.ndarray:
+    """The ground truth's RIR from the full RIR `rir` (source -> mic): the direct path alone, or
+    (target="early") the full RIR cut `early_ms` after the direct path's arrival."""
+    direct = _direct_path(source, mic, dims, cfg.sample_rate)
+    if cfg.target == "direct":
+        return direct
+    arrival = int(np.argmax(np.abs(direct)))  # same delay convention as the full RIR
+    return rir[: arrival + int(round(cfg.early_ms * cfg.sample_rate / 1000)) + 1]
+
+
 def _convolve(signal: np.ndarray, rirs: list[np.ndarray]) -> np.ndarray:
     """[M, L]: `signal` through each RIR, cut to the signal's length."""
     from scipy.signal import fftconvolve
@@ -248,7 +268,7 @@ class Simulated:
     speech: list[np.ndarray]  # target speech (reverberant) as each channel hears it
     noise: list[np.ndarray]
     interference: list[np.ndarray]
-    target: np.ndarray  # direct-path target at the reference receiver
+    target: np.ndarray  # ground truth aligned with channel_1's speech (see the module docstring)
     meta: dict
 
     @property
@@ -304,7 +324,9 @@ def simulate_paper(rng: np.random.Generator, cfg: SimulationConfig, sources: Sou
         inter *= _rms(s[0]) / _rms(inter[0])
         inter[0] *= _db(g_i)
         inter[1] *= _db(g_i + beta)
-    target = _convolve(speech, [_direct_path(positions[0], receivers[1], dims, fs)])[0]
+    # The target is aligned with y0's speech (the guide), like the array scheme's with the
+    # beamformer's: y0 and y1 are up to ~3 samples apart, and a 1-sample offset caps SI-SDR at 9 dB.
+    target = _convolve(speech, [_target_rir(cfg, rirs[0][0], positions[0], receivers[0], dims)])[0]
 
     meta = {
         "room": _room_meta(dims, rt60, absorption, order, rirs[0][1], fs),
@@ -395,7 +417,7 @@ def simulate_array(rng: np.random.Generator, cfg: SimulationConfig, sources: Sou
     steer_az = float(np.degrees(np.arctan2(to_target[1], to_target[0])))
     steer_el = float(np.degrees(np.arcsin(to_target[2] / np.linalg.norm(to_target))))
     bf = design_beamformer(cfg.beamformer, local, fs, steer_az, steer_el, noise=inter + nz, ref=0)
-    target = _convolve(speech, [_direct_path(positions[0], mics[0], dims, fs)])[0]
+    target = _convolve(speech, [_target_rir(cfg, rirs[0][0], positions[0], mics[0], dims)])[0]
 
     meta = {
         "room": _room_meta(dims, rt60, absorption, order, rirs[0][0], fs),
@@ -458,6 +480,7 @@ def simulate_recording(index: int, split: str, seed: int, cfg: SimulationConfig,
         "sample_rate": cfg.sample_rate,
         "duration_s": cfg.duration_s,
         "condition": "interfering_speech" if sim.meta["n_interferers"] else "noise_only",
+        "target": {"kind": cfg.target, "early_ms": cfg.early_ms if cfg.target == "early" else None},
         **sim.meta,
         "scale": round(scale, 6),
         "channels": per_channel,

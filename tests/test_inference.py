@@ -27,7 +27,10 @@ TINY = {"widths": (4, 4, 8, 8, 8, 8), "dilation_depth": 1}
 def tiny_model() -> GSENet:
     torch.manual_seed(0)
     model = GSENet(ModelConfig(**TINY)).eval()
-    with torch.no_grad():  # bias the output conv so the output is not ~0 (differences show)
+    # Re-draw the output conv (the default residual-mask head starts at zero, i.e. output == beam)
+    # and bias it, so the whole network path shows in every comparison.
+    model.output_conv.conv.reset_parameters()
+    with torch.no_grad():
         model.output_conv.conv.bias.fill_(0.1)
     return model
 
@@ -147,3 +150,31 @@ def test_model_folder_records_versions_and_refuses_a_newer_format(tiny_model, tm
     (folder / "versions.json").write_text(json.dumps({**versions, "format": 99, "gsenet": "9.0"}))
     with pytest.raises(ModelLoadError, match="gsenet 9.0 .* upgrade gsenet"):
         load_model(folder)
+
+
+def test_evaluate_baseline_rows_match_an_independent_computation(tiny_model, tmp_path):
+    """The Wiener and oracle-IRM rows are the baselines' outputs scored by the NumPy metric, and the
+    summary table has one line per system, overall and by condition."""
+    from gsenet.baselines import oracle_irm, wiener
+    from gsenet.config import DataConfig
+    from gsenet.data import RecordingDataset
+    from gsenet.metrics import si_sdr
+
+    root = make_dataset(tmp_path / "ds", n_per_split={"test": 2}, seconds=1.0, splits=("test",))
+    for name, condition in (("rec_000", "noise_only"), ("rec_001", "interfering_speech")):
+        (root / "test" / name / "meta.json").write_text(json.dumps({"condition": condition}))
+    rows = evaluate_model(tiny_model, tiny_model.cfg, root, "test", perceptual=False)
+    dataset = RecordingDataset(root / "test", DataConfig(), 16000)
+    for row, index in zip(rows, range(len(dataset)), strict=True):
+        item = dataset[index]
+        beam, target = item["beam"].numpy(), item["target"].numpy()
+        assert row["si_sdr_wiener"] == pytest.approx(si_sdr(wiener(beam, 16000), target), abs=1e-9)
+        assert row["si_sdr_oracle_irm"] == pytest.approx(si_sdr(oracle_irm(beam, target, 16000), target), abs=1e-9)
+        assert row["si_sdr_vs_beam_oracle_irm"] == pytest.approx(row["si_sdr_oracle_irm"] - row["si_sdr_beam"])
+        assert row["si_sdr_oracle_irm"] > row["si_sdr_beam"]  # the ceiling beats its input
+    table = format_table(rows, summarize(rows))
+    for line in ("model", "beamformer", "reference mic", "Wiener on beam", "oracle IRM on beam"):
+        assert sum(row.startswith(line + " ") for row in table.splitlines()) == 3  # all + 2 conditions
+    assert "noise_only (1 recordings)" in table and "interfering_speech (1 recordings)" in table
+    no_baselines = evaluate_model(tiny_model, tiny_model.cfg, root, "test", perceptual=False, baselines=False)
+    assert "si_sdr_wiener" not in no_baselines[0]

@@ -105,3 +105,91 @@ def test_gradients_are_finite_on_silence():
     total, _ = GSENetLoss(LossConfig(si_sdr=1.0))(est, torch.zeros(1, 4000))
     total.backward()
     assert torch.isfinite(est.grad).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# The loss ranks outputs the way the metrics we report do
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ranked_cases():
+    """Outputs of known quality for one simulated paper-scheme target, with SI-SDR and PESQ-wb."""
+    import numpy as np
+
+    from gsenet import metrics
+    from gsenet.simulate import SimulationConfig, Sources, simulate_recording
+    from gsenet.speech import procedural_noise, procedural_speech, random_speaker
+
+    fs = 16000
+    cfg = SimulationConfig(duration_s=4.0)
+    sim = simulate_recording(0, "train", 7, cfg, Sources(cfg))
+    target = sim.target.astype(np.float64)
+    n, rng = len(target), np.random.default_rng(0)
+
+    def plus(noise, snr_db):
+        return target + noise * np.sqrt(np.sum(target**2) / np.sum(noise**2)) / 10 ** (snr_db / 20)
+
+    cases = {
+        "clean": target,
+        "scaled copy": 0.5 * target,
+        "white 20 dB": plus(rng.standard_normal(n), 20),
+        "white 10 dB": plus(rng.standard_normal(n), 10),
+        "white 0 dB": plus(rng.standard_normal(n), 0),
+        "pink 5 dB": plus(procedural_noise(rng, "pink", n, fs), 5),
+        "talker 5 dB": plus(procedural_speech(rng, n, fs, random_speaker(rng)), 5),
+        "reverberant speech": sim.speech[0].astype(np.float64),  # clean, as y0 hears it in the room
+        "beam": sim.channels[0].astype(np.float64),  # reverberant + noise (+ interference)
+        "silence": np.zeros(n),
+    }
+    scores = {}
+    for name, x in cases.items():
+        pesq = metrics.pesq_wb(x, target, fs)
+        scores[name] = {"si_sdr": metrics.si_sdr(x, target), "pesq": 1.0 if np.isnan(pesq) else pesq}
+    return target, cases, scores
+
+
+def total_loss(cases, target, **weights) -> dict[str, float]:
+    loss = GSENetLoss(LossConfig(**weights))
+    t = torch.tensor(target[None], dtype=torch.float32)
+    return {name: float(loss(torch.tensor(x[None], dtype=torch.float32), t)[0]) for name, x in cases.items()}
+
+
+def test_loss_ranks_outputs_like_si_sdr_and_pesq(ranked_cases):
+    target, cases, scores = ranked_cases
+    loss = total_loss(cases, target)  # the default weights
+    # The issue's case: the old loss (absolute log floor 1e-5) ranked white noise at 20 dB SI-SDR
+    # below clean reverberant speech at a few dB SI-SDR.
+    assert scores["white 20 dB"]["si_sdr"] > scores["reverberant speech"]["si_sdr"] + 10
+    assert loss["white 20 dB"] < loss["reverberant speech"]
+    assert max(loss, key=loss.get) == "silence"  # the worst by far
+    assert abs(loss["scaled copy"] - loss["clean"]) < 0.1 * (loss["white 20 dB"] - loss["clean"])
+    names = list(cases)
+    agreed = 0
+    for a in names:
+        for b in names:
+            d_sdr = scores[a]["si_sdr"] - scores[b]["si_sdr"]
+            d_pesq = scores[a]["pesq"] - scores[b]["pesq"]
+            if d_sdr > 0.5 and d_pesq > 0.05:  # both metrics say a is better than b
+                agreed += 1
+                assert loss[a] < loss[b], f"{a} should rank better than {b}: {loss[a]:.3f} vs {loss[b]:.3f}"
+            if d_sdr > 0.5 and loss[a] > loss[b]:  # against SI-SDR only where PESQ sides with the loss
+                assert d_pesq < 0, f"{a} vs {b}: the loss disagrees with both SI-SDR and PESQ"
+    assert agreed >= 20
+
+
+def test_old_loss_got_the_issue_case_wrong(ranked_cases):
+    """Guard against a vacuous ranking test: the previous choices (a floor ~100 dB below the peak,
+    like the old absolute 1e-5; no scaling; si_sdr 0.5) fail its key case."""
+    target, cases, _ = ranked_cases
+    old = total_loss(cases, target, si_sdr=0.5, log_floor_db=-100.0, scale_invariant=False)
+    assert old["white 20 dB"] > old["reverberant speech"]
+
+
+def test_scale_invariant_terms_ignore_the_output_level():
+    torch.manual_seed(3)
+    target = torch.randn(2, 8000)
+    estimate = target + 0.3 * torch.randn(2, 8000)
+    lengths = torch.tensor([8000, 6000])
+    for term in (multires_stft_loss, compressed_spectral_loss):
+        a, b = term(estimate, target, lengths), term(estimate * 7.0, target, lengths)
+        assert torch.allclose(a, b, rtol=1e-4), term.__name__
+        assert float(term(target * 0.2, target, lengths)) < 1e-3

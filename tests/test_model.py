@@ -11,7 +11,11 @@ SMALL = dict(widths=(4, 8, 8, 8, 16, 16))
 
 def make_model(**overrides) -> GSENet:
     torch.manual_seed(0)
-    return GSENet(ModelConfig(**{**SMALL, **overrides})).eval()
+    model = GSENet(ModelConfig(**{**SMALL, **overrides})).eval()
+    # The default residual-mask head starts at zero (output == beam, see test_model_output.py):
+    # re-draw it, as training would, so these tests exercise the whole network path.
+    model.output_conv.conv.reset_parameters()
+    return model
 
 
 @pytest.mark.parametrize("length", [1, 159, 160, 161, 320, 480, 1601, 4000, 4321])
@@ -128,6 +132,7 @@ def test_streaming_matches_offline_speechlike():
     """A structured input (harmonics + noise, like simulated recordings) through the default model."""
     torch.manual_seed(3)
     model = GSENet(ModelConfig()).eval()
+    model.output_conv.conv.reset_parameters()  # not the identity head of an untrained model
     t = torch.arange(8000) / 16000
     speech = sum(
         torch.sin(2 * torch.pi * f * t * (1 + 0.1 * torch.sin(2 * torch.pi * 3 * t))) / k

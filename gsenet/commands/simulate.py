@@ -16,6 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="paper: the guided training scheme (y0 with attenuated interference vs raw y1); "
         "array: a classical beamformer on a simulated mic array (default paper)",
     )
+    parser.add_argument(
+        "--target",
+        choices=("direct", "early"),
+        default="direct",
+        help="ground truth: the direct path (the model must also dereverberate) or early = direct + "
+        "reflections within 50 ms, as in the DNS Challenge (default direct)",
+    )
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per recording (default 4.0)")
     parser.add_argument("--sample-rate", type=int, default=16000, help="Hz (default 16000)")
     parser.add_argument(
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         settings[key.strip()] = parse_value(text)
     if args.beamformer:
         settings["beamformer"] = args.beamformer
+    settings.setdefault("target", args.target)
     if args.max_interferers is not None:
         settings["max_interferers"] = args.max_interferers
     if args.float:

@@ -1,0 +1,349 @@
+"""Learning curves and the shipped pretrained model: plain PyTorch on gsenet's own model, loss and data.
+
+    # a learning curve (e.g. before/after a recipe change): SI-SDR over the beamformer vs steps
+    python benchmarks/train_quality.py curve --train-data D --eval-data T --steps 300 \\
+        --out curves/mask --set model.width_multiplier=0.5 model.output_mode=residual_mask
+
+    # the pretrained model: simulate, train, write gsenet/pretrained/<name>/, then its model card
+    python benchmarks/train_quality.py pretrained --name sim-w05 --minutes 36 ...
+    python benchmarks/train_quality.py card --name sim-w05 --test-data WORK/test_array ...
+
+Why not `gsenet train`: this is the same model (gsenet.model.GSENet), loss (gsenet.losses),
+data pipeline (gsenet.data.SegmentDataset, collate_batch), recipe (gsenet/configs/quality.yaml)
+and LR schedule (gsenet.train.lr_factor), without Ray's worker processes, whose start-up and
+per-epoch reporting cost minutes on a shared 2-core machine, and with an evaluation every few
+steps on the *array-scheme* test pipeline (what the quality table measures) for the curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "gsenet" / "configs" / "quality.yaml"
+
+
+def experiment_config(recipe: Path, overrides: list[str], train_data: Path):
+    from gsenet.config import apply_overrides, load_yaml
+
+    return apply_overrides(load_yaml(recipe), [*overrides, f"data.path={train_data}"])
+
+
+def eval_set(root: Path, split: str, n: int, sr: int) -> list[dict]:
+    from gsenet.config import DataConfig
+    from gsenet.data import RecordingDataset
+
+    dataset = RecordingDataset(root / split, DataConfig(), sr)
+    items = [dataset[i] for i in range(min(n, len(dataset)) if n else len(dataset))]
+    return [{k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in item.items()} for item in items]
+
+
+@torch.no_grad()
+def si_sdr_gain(model, items: list[dict]) -> float:
+    """Mean SI-SDR of the model's output minus the beamformer's, in dB (gsenet.metrics.si_sdr)."""
+    from gsenet.inference import enhance_arrays
+    from gsenet.metrics import si_sdr
+
+    model.eval()
+    gains = []
+    for item in items:
+        enhanced = enhance_arrays(model, item["beam"], item["ref"])
+        gains.append(si_sdr(enhanced, item["target"]) - si_sdr(item["beam"], item["target"]))
+    model.train()
+    return float(np.mean(gains))
+
+
+def train(cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes: float, log=print) -> dict:
+    """Train `steps` steps or `max_minutes`, whichever comes first; returns the model, the curve and
+    the timing. The LR schedule runs on progress = max(step / steps, minutes / max_minutes), so on a
+    machine busier than expected the cosine decay still ends when the time budget does."""
+    from gsenet.data import SegmentDataset, collate_batch
+    from gsenet.losses import GSENetLoss
+    from gsenet.model import GSENet, count_parameters
+    from gsenet.train import lr_factor
+
+    sr, o = cfg.model.sample_rate, cfg.optim
+    train_set = SegmentDataset(
+        Path(cfg.data.path) / "train", cfg.data, sr, seed=cfg.train.seed, length=steps * cfg.data.batch_size
+    )
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=cfg.data.batch_size, shuffle=False, drop_last=True, collate_fn=collate_batch
+    )
+    torch.manual_seed(cfg.train.seed)
+    model = GSENet(cfg.model)
+    loss_fn = GSENetLoss(cfg.loss, sr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    start = time.time()
+
+    def progress_step(step: int) -> int:  # the step count the schedule sees
+        by_time = (time.time() - start) / 60 / max_minutes * steps
+        return step if step < o.warmup_steps else max(step, int(by_time))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(progress_step(s), o.warmup_steps, steps, o.schedule, o.min_lr_ratio)
+    )
+    log(f"{count_parameters(model):,} parameters, {steps} steps of batch {cfg.data.batch_size}")
+    curve = [{"step": 0, "si_sdr_vs_beam": si_sdr_gain(model, eval_items), "loss": float("nan"), "minutes": 0.0}]
+    log(f"step 0: SI-SDR vs beam {curve[0]['si_sdr_vs_beam']:+.2f} dB")
+    start, running, done = time.time(), [], 0  # the clock starts after the step-0 evaluation
+    for step, batch in enumerate(loader, start=1):
+        estimate = model(batch["beam"], batch["ref"])
+        loss, _ = loss_fn(estimate, batch["target"], batch["lengths"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if o.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        running.append(float(loss.detach()))
+        done = step
+        out_of_time = (time.time() - start) / 60 > max_minutes
+        if step % eval_every == 0 or step == steps or out_of_time:
+            point = {
+                "step": step,
+                "si_sdr_vs_beam": si_sdr_gain(model, eval_items),
+                "loss": float(np.mean(running)),
+                "minutes": round((time.time() - start) / 60, 2),
+            }
+            curve.append(point)
+            running = []
+            log(
+                f"step {step}: loss {point['loss']:.4f}, SI-SDR vs beam {point['si_sdr_vs_beam']:+.2f} dB, "
+                f"{point['minutes']:.1f} min"
+            )
+        if out_of_time:
+            log(f"stopping at step {step}: the {max_minutes} min budget is spent")
+            break
+    return {"model": model.eval(), "curve": curve, "steps": done, "minutes": (time.time() - start) / 60}
+
+
+def plot_curves(curves: dict[str, list[dict]], path: Path, title: str, ylim=None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, curve in curves.items():
+        ax.plot([p["step"] for p in curve], [p["si_sdr_vs_beam"] for p in curve], marker="o", ms=3, label=label)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("SI-SDR over the beamformer (dB)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------
+def run_curve(args) -> None:
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = experiment_config(Path(args.config), args.set, Path(args.train_data))
+    items = eval_set(Path(args.eval_data), args.eval_split, args.eval_recordings, cfg.model.sample_rate)
+    result = train(cfg, args.steps, items, args.eval_every, args.max_minutes)
+    (out / "curve.json").write_text(json.dumps({"overrides": args.set, "curve": result["curve"]}, indent=1))
+    print(f"curve written to {out / 'curve.json'}")
+
+
+def run_plot(args) -> None:
+    curves = {}
+    for spec in args.curves:
+        label, _, path = spec.partition("=")
+        curves[label] = json.loads(Path(path).read_text())["curve"]
+    print(plot_curves(curves, Path(args.png), args.title, args.ylim))
+
+
+def versions() -> dict:
+    import numpy
+    import scipy
+
+    import gsenet
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "gsenet": getattr(gsenet, "__version__", "unknown"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+    }
+
+
+def run_pretrained(args) -> None:
+    from gsenet.config import dump_yaml
+    from gsenet.inference import save_model_folder
+    from gsenet.simulate import simulate_dataset
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work_dir).resolve()
+    t0 = time.time()
+    train_root = simulate_dataset(work / "train_paper", args.train_recordings, seed=1, scheme="paper", workers=1)
+    test_root = simulate_dataset(
+        work / "test_array", args.test_recordings, seed=2, scheme="array", beamformer="superdirective",
+        sir_db=(0.0, 0.0), split_fractions=(0.0, 0.0, 1.0), workers=1,
+    )  # fmt: skip  # the quality table's held-out test set (benchmarks/quality.py)
+    simulate_minutes = (time.time() - t0) / 60
+    cfg = experiment_config(Path(args.config), args.set, train_root)
+    # Curve on the first test recordings; the final numbers below use the whole test split.
+    items = eval_set(test_root, "test", args.eval_recordings, cfg.model.sample_rate)
+    result = train(cfg, args.steps, items, args.eval_every, args.minutes)
+
+    folder = ROOT / "gsenet" / "pretrained" / args.name
+    if folder.exists():
+        shutil.rmtree(folder)
+    save_model_folder(result["model"].state_dict(), cfg.model, folder)
+    (folder / "training.yaml").write_text(dump_yaml(cfg))
+    (folder / "versions.json").write_text(json.dumps(versions(), indent=1) + "\n")
+    (folder / "curve.json").write_text(json.dumps(result["curve"], indent=1) + "\n")
+    plot_curves({args.name: result["curve"]}, folder / "curve.png", f"{args.name}: array-scheme test recordings")
+    training = {
+        "command": "python benchmarks/train_quality.py pretrained " + " ".join(args.argv),
+        "train_recordings": args.train_recordings,
+        "test_recordings": args.test_recordings,
+        "steps": result["steps"],
+        "batch_size": cfg.data.batch_size,
+        "segment_seconds": cfg.data.segment_seconds,
+        "train_minutes": round(result["minutes"], 1),
+        "simulate_minutes": round(simulate_minutes, 1),
+        "threads": args.threads,
+    }
+    (folder / "training.json").write_text(json.dumps(training, indent=1) + "\n")
+    print(f"pretrained model written to {folder} ({result['steps']} steps, {result['minutes']:.1f} min)")
+    if not args.no_card:
+        run_card(argparse.Namespace(name=args.name, test_data=str(test_root), early_test_data="",
+                                    work_dir=str(work), eval_recordings=args.eval_recordings, threads=args.threads))  # fmt: skip
+
+
+def system_lines(rows: list[dict], title: str) -> list[str]:
+    """Markdown table: one line per system (model, beam, ref, baselines) of the given rows."""
+    from gsenet.inference import SYSTEMS
+    from gsenet.metrics import nanmean
+
+    lines = [f"**{title}** ({len(rows)} recordings)", "", "| system | SI-SDR (dB) | vs beamformer | PESQ-wb | STOI |"]
+    lines.append("|---|---|---|---|---|")
+    for suffix, name in SYSTEMS.items():
+        if f"si_sdr{suffix}" not in rows[0]:
+            continue
+        mean = {k: nanmean(r.get(f"{k}{suffix}") for r in rows) for k in ("si_sdr", "pesq", "stoi")}
+        gain = nanmean(r[f"si_sdr{suffix}"] - r["si_sdr_beam"] for r in rows)
+        label = "**GSENet (this model)**" if suffix == "" else name
+        lines.append(f"| {label} | {mean['si_sdr']:.2f} | {gain:+.2f} | {mean['pesq']:.2f} | {mean['stoi']:.3f} |")
+    return [*lines, ""]
+
+
+def run_card(args) -> None:
+    """Score a shipped model on the array-scheme test set and write its model card (README.md)."""
+    from gsenet.inference import evaluate_model, load_model, pretrained_folder, write_csv
+
+    torch.set_num_threads(args.threads)
+    folder = pretrained_folder(args.name)
+    model, cfg = load_model(f"pretrained:{args.name}")
+    rows = evaluate_model(model, cfg, Path(args.test_data), "test", perceptual=True)
+    write_csv(rows, Path(args.work_dir) / f"{args.name}_evaluation.csv")
+    training = json.loads((folder / "training.json").read_text())
+    curve = json.loads((folder / "curve.json").read_text())
+    text = [f"# pretrained:{args.name}", "", CARD_INTRO.format(**training, width=cfg.width_multiplier), ""]
+    text += system_lines(rows, "Array-scheme test set, target = direct path")
+    for condition in ("interfering_speech", "noise_only"):
+        subset = [r for r in rows if r.get("meta.condition") == condition]
+        if subset:
+            text += system_lines(subset, f"Condition: {condition}")
+    if args.early_test_data:
+        early = evaluate_model(model, cfg, Path(args.early_test_data), "test", perceptual=False, baselines=False)
+        gain = np.mean([r["si_sdr_improvement"] for r in early])
+        text += [
+            f"Against the early target (direct + 50 ms of reflections, same mixtures): SI-SDR "
+            f"{np.mean([r['si_sdr'] for r in early]):.2f} dB, beamformer "
+            f"{np.mean([r['si_sdr_beam'] for r in early]):.2f} dB, improvement {gain:+.2f} dB.",
+            "",
+        ]
+    points = ", ".join("step {}: {:+.2f}".format(p["step"], p["si_sdr_vs_beam"]) for p in curve)
+    text += [
+        f"Learning curve (SI-SDR over the beamformer on the first {args.eval_recordings} test recordings): {points}.",
+        "",
+        "![learning curve](curve.png)",
+        "",
+        f"Versions: `{json.dumps(json.loads((folder / 'versions.json').read_text()))}`",
+        "",
+    ]
+    (folder / "README.md").write_text("\n".join(text))
+    print("\n".join(text))
+
+
+CARD_INTRO = """GSENet (beam + reference mic, residual complex mask, width multiplier {width}) trained on
+{train_recordings} simulated paper-scheme recordings (4 s, procedural speech and noise, RT60
+0.15-0.45 s; `gsenet simulate --scheme paper --seed 1`), {steps} steps of batch {batch_size} x
+{segment_seconds} s in {train_minutes} min on {threads} CPU threads (plus {simulate_minutes} min of
+simulation) with the recipe gsenet/configs/quality.yaml. Command: `{command}`.
+Scored on {test_recordings} held-out array-scheme recordings (a different pipeline: 3-mic 2 cm
+circular array, superdirective beamformer steered at the target, 0-2 interfering talkers at 0 dB,
+diffuse noise; seed 2). Procedural speech only: expect much worse on real recordings until it is
+retrained on a speech corpus (`gsenet simulate --speech-dir`)."""
+
+
+def main() -> None:
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p) -> None:
+        p.add_argument("--config", default=str(RECIPE), help="recipe YAML (default gsenet/configs/quality.yaml)")
+        p.add_argument("--set", nargs="*", default=[], help="dotted overrides, e.g. model.width_multiplier=0.5")
+        p.add_argument("--steps", type=int, default=300)
+        p.add_argument("--eval-every", type=int, default=50)
+        p.add_argument("--eval-recordings", type=int, default=16)
+        p.add_argument("--threads", type=int, default=2, help="torch threads")
+
+    curve = sub.add_parser("curve", help="one learning curve")
+    common(curve)
+    curve.add_argument("--train-data", required=True, help="dataset root with train/")
+    curve.add_argument("--eval-data", required=True, help="dataset root with the evaluation split")
+    curve.add_argument("--eval-split", default="test")
+    curve.add_argument("--max-minutes", type=float, default=60.0)
+    curve.add_argument("--out", required=True)
+    plot = sub.add_parser("plot", help="curves (label=curve.json ...) into one PNG")
+    plot.add_argument("png")
+    plot.add_argument("curves", nargs="+")
+    plot.add_argument("--title", default="")
+    plot.add_argument("--ylim", type=float, nargs=2, help="y-axis range in dB")
+    pre = sub.add_parser("pretrained", help="simulate, train and write gsenet/pretrained/<name>/")
+    common(pre)
+    pre.add_argument("--name", required=True)
+    pre.add_argument("--work-dir", default="pretrained_run")
+    pre.add_argument("--train-recordings", type=int, default=400)
+    pre.add_argument("--test-recordings", type=int, default=60)
+    pre.add_argument("--minutes", type=float, default=40.0, help="training wall-time budget")
+    pre.add_argument("--no-card", action="store_true", help="skip scoring the model and writing README.md")
+    card = sub.add_parser("card", help="score a shipped model and write its model card")
+    card.add_argument("--name", required=True)
+    card.add_argument("--test-data", required=True, help="array-scheme dataset root with test/")
+    card.add_argument("--early-test-data", default="", help="the same test set simulated with --target early")
+    card.add_argument("--work-dir", default="pretrained_run", help="where the per-recording CSV goes")
+    card.add_argument("--eval-recordings", type=int, default=16, help="recordings the curve was scored on")
+    card.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    args.argv = sys.argv[2:]
+    commands = {"curve": run_curve, "plot": run_plot, "pretrained": run_pretrained, "card": run_card}
+    commands[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

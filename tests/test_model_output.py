@@ -1,0 +1,77 @@
+"""The output head: the default residual mask starts as the identity (output == beam at step 0),
+learns from the first step, and streams exactly like the offline model once trained."""
+
+import pytest
+import torch
+
+from gsenet.config import ModelConfig
+from gsenet.inference import enhance_tensor
+from gsenet.model import GSENet
+
+SMALL = dict(widths=(4, 8, 8, 8, 16, 16))
+
+
+def untrained(**overrides) -> GSENet:
+    torch.manual_seed(0)
+    return GSENet(ModelConfig(**{**SMALL, **overrides})).eval()
+
+
+def perturbed_head(model: GSENet, scale: float = 0.05) -> GSENet:
+    """As after some training: a non-zero output conv, so the network path is really exercised."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.output_conv.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * scale)
+    return model
+
+
+def test_default_is_the_residual_mask():
+    assert ModelConfig().output_mode == "residual_mask"
+
+
+@pytest.mark.parametrize("inputs", ["beam+ref", "beam", "ref"])
+@pytest.mark.parametrize("length", [161, 4000, 16000])
+def test_untrained_default_model_outputs_its_beam_input(inputs, length):
+    model = untrained(inputs=inputs, compress_exponent=0.5)
+    torch.manual_seed(2)
+    beam, ref = torch.randn(2, length) * 0.1, torch.randn(2, length) * 0.1
+    with torch.no_grad():
+        out = model(beam, ref)
+    assert (out - beam).abs().max().item() <= 1e-5 * max(1.0, beam.abs().max().item())
+
+
+def test_untrained_streaming_equals_offline_equals_beam():
+    model = untrained()
+    torch.manual_seed(3)
+    beam, ref = torch.randn(1, 3210) * 0.1, torch.randn(1, 3210) * 0.1
+    offline = enhance_tensor(model, beam, ref)
+    streamed = enhance_tensor(model, beam, ref, streaming=True)
+    assert (streamed - offline).abs().max().item() <= 1e-5
+    assert (offline - beam).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("output_mode", ["residual_mask", "mask", "mapping"])
+def test_trained_head_streaming_equals_offline(output_mode):
+    model = perturbed_head(untrained(output_mode=output_mode, compress_exponent=0.5))
+    torch.manual_seed(4)
+    beam, ref = torch.randn(2, 4321) * 0.1, torch.randn(2, 4321) * 0.1
+    offline = enhance_tensor(model, beam, ref)
+    streamed = enhance_tensor(model, beam, ref, streaming=True)
+    assert (offline - beam).abs().max().item() > 1e-3  # not the identity any more
+    assert (streamed - offline).abs().max().item() <= 1e-5
+
+
+def test_the_whole_network_learns_from_the_first_steps():
+    """The zero output conv gets a gradient at step 0; after one update every layer gets one."""
+    model = untrained().train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.manual_seed(5)
+    beam, ref, target = torch.randn(3, 2, 3200) * 0.1
+    for step in range(2):
+        optimizer.zero_grad()
+        (model(beam, ref) - target).pow(2).mean().backward()
+        head = model.output_conv.conv.weight.grad.abs().sum().item()
+        first = model.input_conv.conv.weight.grad.abs().sum().item()
+        assert head > 0
+        assert (first > 0) == (step > 0)  # nothing flows through a zero head, then everything does
+        optimizer.step()
