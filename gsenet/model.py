@@ -89,7 +89,8 @@ class CausalConv2d(nn.Module):
     """2-D conv over (time, frequency): causal in time, centred in frequency.
 
     Time is padded explicitly, `time_context - lookahead` frames on the left and `lookahead` on the
-    right, and the conv itself pads frequency only: frame t sees frames t - time_context + lookahead
+    right (a concatenation with zero frames: F.pad would zero-fill the whole output before copying
+    the input in, 1.15x slower bf16 training), and the conv itself pads frequency only: frame t sees frames t - time_context + lookahead
     .. t + lookahead. (Padding time inside the conv on both sides and slicing the surplus frames off
     gives the same numbers, but the taller output pushes oneDNN's weight-gradient kernels from
     avx512/AMX to avx2/gemm ones, and the slice's backward is a zero-fill + copy: 1.16x slower
@@ -109,7 +110,12 @@ class CausalConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, F) -> (B, cout, ceil(T / time_stride), F / freq_stride)."""
         if self.time_context:
-            x = F.pad(x, (0, 0, *self.time_padding))
+            batch, channels, _, bins = x.shape
+            past, future = self.time_padding
+            parts = [x.new_zeros(batch, channels, past, bins), x]
+            if future:
+                parts.append(x.new_zeros(batch, channels, future, bins))
+            x = torch.cat(parts, dim=2)
         return self.conv(x)
 
     def step(self, frame: Tensor, state: dict, emit: bool = True) -> Tensor | None:
