@@ -1,36 +1,46 @@
-"""Model speed: training throughput, offline and streaming real-time factors, size and MACs.
+"""Model speed, side by side with the published GSE-Network implementation in the same process.
 
-    python benchmarks/model_speed.py            # full run (~3-5 min on 2 cores)
-    python benchmarks/model_speed.py --quick    # fewer repeats
+    python benchmarks/model_speed.py --reference /tmp/gse-ref   # ~15-25 min on a loaded 2-core box
+    python benchmarks/model_speed.py                            # gsenet's own figures only
+    python benchmarks/model_speed.py --reference /tmp/gse-ref --rounds 3 --only train
 
-Prints, for the default config (320/160) and the same widths at 1024/256:
-- training throughput: seconds of audio trained per second (batch 8 x 2 s, 2 threads, fwd+bwd+AdamW),
-  plain fp32 vs channels_last vs bf16 autocast (AMX CPUs) vs torch.compile;
-- offline inference RTF on one thread (10 s of audio), eager vs inference_mode vs bf16 autocast vs
-  torch.compile;
-- streaming RTF on one thread (one hop at a time through GSENetStreamer);
-- params and MACs per second of audio.
-Ratios are against the plain configuration measured in the same process, and against the figures
-the published implementation measured on this kind of machine at 1024/256 (8.9 s/s trained,
-offline RTF 0.072 on one thread).
+`--reference` is a checkout of https://github.com/SausageMuffins/GSE-Network (MIT); its `model.py`,
+`layers.py` and `losses.py` are imported from there, never copied here. Figures:
+- training step (forward + each implementation's own loss + backward + AdamW), batch 8 x 2 s, 2
+  threads, fp32 and bf16 autocast: the published model (1024/256), gsenet at 1024/256 and at its
+  default 320/160; achieved conv+matmul GFLOP/s (torch's FlopCounterMode over one step) against
+  the 2-thread fp32 matmul peak measured between rounds;
+- offline inference real-time factor, 10 s of audio, 1 thread, fp32 and bf16 autocast;
+- streaming real-time factor of gsenet at 320/160, one hop at a time, 1 thread.
+Contenders run in interleaved rounds (one call each per round) so that load from other processes
+hits them alike; a ratio is the median of the per-round ratios, with their range. CPU time
+(process_time) is printed beside wall time: on a shared machine it is the steadier one.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import statistics
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from gsenet.config import LossConfig, ModelConfig
 from gsenet.losses import GSENetLoss
 from gsenet.model import GSENet, model_summary
+from gsenet.throughput import matmul_peak_flops
 
-PUBLISHED_TRAIN_SPS = 8.9  # s of audio trained per second, published implementation, 1024/256
-PUBLISHED_OFFLINE_RTF = 0.072  # one thread, published implementation, 1024/256
+BATCH, TRAIN_SECONDS, INFER_SECONDS, SAMPLE_RATE = 8, 2.0, 10.0, 16000
+PUBLISHED = "published 1024/256"
 
 
-def timed(fn, repeats: int, warmup: int = 1) -> float:
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Best wall time of `repeats` calls after `warmup` (export_speed.py's single-contender timer)."""
     for _ in range(warmup):
         fn()
     best = float("inf")
@@ -41,102 +51,215 @@ def timed(fn, repeats: int, warmup: int = 1) -> float:
     return best
 
 
-def train_throughput(cfg: ModelConfig, variant: str, steps: int) -> float:
-    torch.set_num_threads(2)
+def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, between=None) -> dict[str, list]:
+    """(cpu s, wall s) of one call of each contender per round, after one warm-up call each."""
+    for fn in contenders.values():
+        fn()
+    samples: dict[str, list] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            cpu, wall = time.process_time(), time.perf_counter()
+            fn()
+            samples[name].append((time.process_time() - cpu, time.perf_counter() - wall))
+        if between is not None:
+            between()
+    return samples
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3g} ({min(values):.3g}-{max(values):.3g})"
+
+
+def round_ratios(slow: list, fast: list, which: int) -> list[float]:
+    return [a[which] / b[which] for a, b in zip(slow, fast, strict=True)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The published implementation, imported from its checkout
+# ----------------------------------------------------------------------------------------------
+def load_reference(path: str):
+    """(model class, loss class) from a GSE-Network checkout; its model.py does `from layers import`."""
+    root = Path(path)
+    missing = [name for name in ("model.py", "layers.py", "losses.py") if not (root / name).is_file()]
+    if missing:
+        raise SystemExit(
+            f"--reference {root}: no {', '.join(missing)} there; pass a checkout of "
+            "https://github.com/SausageMuffins/GSE-Network (e.g. git archive HEAD into /tmp/gse-ref)"
+        )
+
+    def load(name: str, alias: str):
+        spec = importlib.util.spec_from_file_location(alias, root / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[alias] = module
+        spec.loader.exec_module(module)
+        return module
+
+    saved = sys.modules.get("layers")
+    load("layers", "layers")  # under the name its model.py imports
+    model_module, loss_module = load("model", "gse_reference_model"), load("losses", "gse_reference_losses")
+    if saved is not None:
+        sys.modules["layers"] = saved
+    return model_module.GSENet, loss_module.GSENetSTFTLoss
+
+
+class PublishedAdapter(torch.nn.Module):
+    """The published model behind gsenet's (beam, ref) call order; its own forward is (ref, beam)."""
+
+    def __init__(self, model_class):
+        super().__init__()
+        self.net = model_class()
+
+    def forward(self, beam: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        return self.net(ref, beam)
+
+
+_GSENET_LOSS = GSENetLoss(LossConfig(), SAMPLE_RATE)
+
+
+def gsenet_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return _GSENET_LOSS(estimate, target)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def train_step(model: torch.nn.Module, loss_fn, bf16: bool) -> Callable[[], None]:
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
+    beam, ref, target = (torch.randn(BATCH, int(TRAIN_SECONDS * SAMPLE_RATE)) * 0.1 for _ in range(3))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            estimate = model(beam, ref)
+        estimate = estimate.float()
+        loss_fn(estimate, target[:, : estimate.shape[1]]).backward()
+        optimizer.step()
+
+    return step
+
+
+def step_flops(step: Callable[[], None]) -> int:
+    """Convolution + matmul FLOPs of one training step, counted by torch (forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def training_models(reference) -> dict[str, tuple[torch.nn.Module, Callable]]:
     torch.manual_seed(0)
-    model = GSENet(cfg)
-    loss_fn = GSENetLoss(LossConfig(), cfg.sample_rate)
-    if variant == "channels_last":
-        model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model, dynamic=False) if variant == "compile" else model
-    # bf16 autocast: AMX/AVX512-BF16 CPUs run mkldnn convs in bf16 (the trainer's train.precision=bf16)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16")
-    optim = torch.optim.AdamW(model.parameters(), 1e-3)
-    batch, seconds = 8, 2.0
-    beam, ref, target = (torch.randn(batch, int(seconds * cfg.sample_rate)) * 0.1 for _ in range(3))
-
-    def one_step():
-        optim.zero_grad(set_to_none=True)
-        with autocast:
-            estimate = step_model(beam, ref)
-        loss, _ = loss_fn(estimate.float(), target)
-        loss.backward()
-        optim.step()
-
-    one_step()  # warm-up (and compilation)
-    start = time.perf_counter()
-    for _ in range(steps):
-        one_step()
-    return batch * seconds * steps / (time.perf_counter() - start)
+    models = {}
+    if reference is not None:
+        model_class, loss_class = reference
+        loss = loss_class()
+        models[PUBLISHED] = (PublishedAdapter(model_class), lambda e, t: loss(e, t))
+    models["gsenet 1024/256"] = (GSENet(ModelConfig(n_fft=1024, hop=256)), gsenet_loss)
+    models["gsenet 320/160"] = (GSENet(ModelConfig()), gsenet_loss)
+    return models
 
 
-def offline_rtf(cfg: ModelConfig, variant: str, repeats: int) -> float:
+def bench_training(reference, rounds: int) -> None:
+    torch.set_num_threads(2)
+    audio = BATCH * TRAIN_SECONDS
+    peaks: list[float] = []
+    for precision in ("fp32", "bf16"):
+        steps = {
+            name: train_step(m, loss, precision == "bf16") for name, (m, loss) in training_models(reference).items()
+        }
+        flops = {name: step_flops(step) for name, step in steps.items()} if precision == "fp32" else {}
+        peaks.append(matmul_peak_flops())
+        samples = interleaved(steps, rounds, between=lambda: peaks.append(matmul_peak_flops()))
+        print(f"\n## training, {precision}, batch {BATCH} x {TRAIN_SECONDS:g} s, 2 threads, {rounds} rounds")
+        header = f"{'model':<20} {'CPU s/step':>22} {'wall s/step':>22} {'s audio/wall s':>15}"
+        print(header + ("  vs published: CPU, wall" if reference else ""))
+        for name, runs in samples.items():
+            cpu, wall = [c for c, _ in runs], [w for _, w in runs]
+            line = f"{name:<20} {spread(cpu):>22} {spread(wall):>22} {audio / statistics.median(wall):>15.2f}"
+            if reference and name != PUBLISHED:
+                line += f"  {spread(round_ratios(samples[PUBLISHED], runs, 0))}x, "
+                line += f"{spread(round_ratios(samples[PUBLISHED], runs, 1))}x"
+            print(line)
+        for name, count in flops.items():
+            wall = statistics.median(w for _, w in samples[name])
+            achieved = count / wall
+            print(
+                f"  {name:<18} {count / 1e9:7.1f} GFLOP/step, {achieved / 1e9:6.1f} GFLOP/s = "
+                f"{100 * achieved / max(peaks):.0f}% of the 2-thread fp32 matmul peak ({max(peaks) / 1e9:.0f} GFLOP/s)"
+            )
+
+
+# ----------------------------------------------------------------------------------------------
+# Inference
+# ----------------------------------------------------------------------------------------------
+def bench_offline(reference, rounds: int) -> None:
     torch.set_num_threads(1)
-    model = GSENet(cfg).eval()
-    seconds = 10
-    beam, ref = (torch.randn(1, seconds * cfg.sample_rate) * 0.1 for _ in range(2))
-    if variant == "no_grad":
-        with torch.no_grad():
-            return timed(lambda: model(beam, ref), repeats) / seconds
-    run_model = torch.compile(model, dynamic=False) if variant == "compile" else model
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16"):
-        return timed(lambda: run_model(beam, ref), repeats, warmup=2 if variant == "compile" else 1) / seconds
+    torch.manual_seed(0)
+    models = {name: model.eval() for name, (model, _) in training_models(reference).items()}
+    beam, ref = (torch.randn(1, int(INFER_SECONDS * SAMPLE_RATE)) * 0.1 for _ in range(2))
+    for precision in ("fp32", "bf16"):
+
+        def enhance(model, bf16=precision == "bf16"):
+            def call():
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    model(beam, ref)
+
+            return call
+
+        samples = interleaved({name: enhance(m) for name, m in models.items()}, rounds)
+        print(f"\n## offline inference, {precision}, {INFER_SECONDS:g} s of audio, 1 thread, {rounds} rounds")
+        print(
+            f"{'model':<20} {'RTF (CPU)':>22} {'RTF (wall)':>22}"
+            + ("  speed-up vs published: CPU, wall" if reference else "")
+        )
+        for name, runs in samples.items():
+            cpu, wall = [c / INFER_SECONDS for c, _ in runs], [w / INFER_SECONDS for _, w in runs]
+            line = f"{name:<20} {spread(cpu):>22} {spread(wall):>22}"
+            if reference and name != PUBLISHED:
+                line += f"  {spread(round_ratios(samples[PUBLISHED], runs, 0))}x, "
+                line += f"{spread(round_ratios(samples[PUBLISHED], runs, 1))}x"
+            print(line)
 
 
-def streaming_rtf(cfg: ModelConfig, seconds: float) -> float:
+def bench_streaming(rounds: int, seconds: float = 3.0) -> None:
     torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = ModelConfig()
     model = GSENet(cfg).eval()
     hops = int(seconds * cfg.sample_rate) // cfg.hop
     beam, ref = torch.randn(hops, 1, cfg.hop) * 0.1, torch.randn(hops, 1, cfg.hop) * 0.1
-    streamer = model.streamer()
-    for i in range(10):  # warm-up
-        streamer.step(beam[i], ref[i])
-    streamer = model.streamer()
-    start = time.perf_counter()
-    for i in range(hops):
-        streamer.step(beam[i], ref[i])
-    return (time.perf_counter() - start) / (hops * cfg.hop / cfg.sample_rate)
+
+    def stream():
+        streamer = model.streamer()
+        for i in range(hops):
+            streamer.step(beam[i], ref[i])
+
+    runs = interleaved({"stream": stream}, rounds)["stream"]
+    audio = hops * cfg.hop / cfg.sample_rate
+    cpu, wall = [c / audio for c, _ in runs], [w / audio for _, w in runs]
+    print(f"\n## streaming gsenet 320/160, one {1000 * cfg.hop / cfg.sample_rate:.0f} ms hop at a time, 1 thread")
+    print(f"RTF (CPU) {spread(cpu)}, RTF (wall) {spread(wall)}; the published model has no streaming mode")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile variants")
+    parser.add_argument("--reference", help="checkout of the published GSE-Network repository")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison")
+    parser.add_argument("--only", choices=("train", "offline", "stream"), help="run one section")
     args = parser.parse_args()
-    steps, repeats, stream_s = (2, 2, 3.0) if args.quick else (5, 3, 10.0)
-    train_variants = ["fp32", "channels_last", "bf16"] + ([] if args.no_compile else ["compile"])
-    infer_variants = ["no_grad", "inference_mode", "bf16"] + ([] if args.no_compile else ["compile"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available")
-    configs = [
-        ("default 320/160", ModelConfig()),
-        ("1024/256", ModelConfig(n_fft=1024, hop=256)),
-        ("1024/256, skip_connection=add", ModelConfig(n_fft=1024, hop=256, skip_connection="add")),
-    ]
-    for name, cfg in configs:
+    reference = load_reference(args.reference) if args.reference else None
+    print(f"torch {torch.__version__}; {torch.get_num_threads()} threads available")
+    if reference is None:
+        print("no --reference: comparison with the published implementation skipped (gsenet's own figures only)")
+    for name, cfg in (("gsenet 1024/256", ModelConfig(n_fft=1024, hop=256)), ("gsenet 320/160", ModelConfig())):
         summary = model_summary(cfg)
-        print(f"\n== {name}: {summary['params']:,} params, {summary['macs_per_s'] / 1e9:.2f} GMAC/s of audio")
-        base = None
-        for variant in train_variants:
-            try:
-                sps = train_throughput(cfg, variant, steps)
-            except Exception as exc:  # torch.compile can fail on some builds: report, keep going
-                print(f"train  {variant:<15} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
-                continue
-            base = base or sps
-            vs_pub = f", {sps / PUBLISHED_TRAIN_SPS:.2f}x published" if cfg.n_fft == 1024 else ""
-            print(f"train  {variant:<15} {sps:7.1f} s audio/s (2 threads)  {sps / base:.2f}x fp32{vs_pub}")
-        base = None
-        for variant in infer_variants:
-            try:
-                rtf = offline_rtf(cfg, variant, repeats)
-            except Exception as exc:
-                print(f"offline {variant:<14} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
-                continue
-            base = base or rtf
-            vs_pub = f", {PUBLISHED_OFFLINE_RTF / rtf:.2f}x faster than published" if cfg.n_fft == 1024 else ""
-            print(f"offline {variant:<14} RTF {rtf:.4f} (1 thread)  {base / rtf:.2f}x no_grad{vs_pub}")
-        rtf = streaming_rtf(cfg, stream_s)
-        print(f"stream  one hop at a time  RTF {rtf:.4f} (1 thread, {1000 * cfg.hop / cfg.sample_rate:.0f} ms hops)")
+        print(f"{name}: {summary['params']:,} params, {summary['macs_per_s'] / 1e9:.2f} GMAC per s of audio")
+    if reference is not None:
+        print(f"{PUBLISHED}: {sum(p.numel() for p in PublishedAdapter(reference[0]).parameters()):,} params")
+    if args.only in (None, "train"):
+        bench_training(reference, args.rounds)
+    if args.only in (None, "offline"):
+        bench_offline(reference, args.rounds)
+    if args.only in (None, "stream"):
+        bench_streaming(args.rounds)
 
 
 if __name__ == "__main__":

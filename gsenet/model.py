@@ -89,9 +89,13 @@ def safe_magnitude(spec: Tensor, eps: float = 1e-8) -> Tensor:
 class CausalConv2d(nn.Module):
     """2-D conv over (time, frequency): causal in time, centred in frequency.
 
-    The conv pads time by `time_context - lookahead` on both sides (mkldnn pads internally, which is
-    cheaper than an explicit F.pad copy) and the surplus frames at the end are dropped: frame t then
-    sees frames t - time_context + lookahead .. t + lookahead, exactly as left padding would give.
+    Time is padded explicitly, `time_context - lookahead` frames on the left and `lookahead` on the
+    right (a concatenation with zero frames: F.pad would zero-fill the whole output before copying
+    the input in, 1.15x slower bf16 training), and the conv itself pads frequency only: frame t sees frames t - time_context + lookahead
+    .. t + lookahead. (Padding time inside the conv on both sides and slicing the surplus frames off
+    gives the same numbers, but the taller output pushes oneDNN's weight-gradient kernels from
+    avx512/AMX to avx2/gemm ones, and the slice's backward is a zero-fill + copy: 1.16x slower
+    training in fp32, measured in benchmarks/model_speed.py.)
     """
 
     def __init__(self, cin: int, cout: int, kernel=(3, 3), stride=(1, 1), dilation=(1, 1), lookahead: int = 0):
@@ -101,12 +105,19 @@ class CausalConv2d(nn.Module):
         self.lookahead = lookahead  # future frames the kernel sees (only the input conv)
         self.time_stride = stride[0]
         self.freq_padding = dilation[1] * (kf - 1) // 2
-        padding = (self.time_context - lookahead, self.freq_padding)
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=padding, dilation=dilation)
+        self.time_padding = (self.time_context - lookahead, lookahead)  # (past, future) frames
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=(0, self.freq_padding), dilation=dilation)
 
     def forward(self, x: Tensor) -> Tensor:
-        frames = -(-x.shape[2] // self.time_stride)
-        return self.conv(x)[:, :, :frames]
+        """(B, C, T, F) -> (B, cout, ceil(T / time_stride), F / freq_stride)."""
+        if self.time_context:
+            batch, channels, _, bins = x.shape
+            past, future = self.time_padding
+            parts = [x.new_zeros(batch, channels, past, bins), x]
+            if future:
+                parts.append(x.new_zeros(batch, channels, future, bins))
+            x = torch.cat(parts, dim=2)
+        return self.conv(x)
 
     def step(self, frame: Tensor, state: dict, emit: bool = True) -> Tensor | None:
         """One new input frame (B, C, 1, F). Returns one output frame, or None when not `emit`

@@ -382,8 +382,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from gsenet.losses import GSENetLoss
     from gsenet.model import GSENet, count_parameters
     from gsenet.storage import resolve_data_root
+    from gsenet.throughput import matmul_peak_flops, training_flops_per_audio_second, worker_threads
 
     cfg = from_dict(loop_config["config"])
+    torch.set_num_threads(worker_threads(cfg.train.cpus_per_worker))  # every CPU this worker was given
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
@@ -408,6 +410,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank (DDP also broadcasts)
     model = GSENet(cfg.model).to(device)
     autocast_dtype = check_autocast(model, device, autocast_dtype)
+    # MFU as nanoGPT reports it: conv FLOPs trained per second against this worker's matmul peak.
+    flops_per_audio_second = training_flops_per_audio_second(cfg.model)
+    peak_flops = matmul_peak_flops(device, autocast_dtype or torch.float32)
     loss_fn = GSENetLoss(cfg.loss, sr)
     o = cfg.optim
     optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
@@ -427,10 +432,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
     bare = model.module if hasattr(model, "module") else model
     step_fn = torch.compile(model) if cfg.train.compile and device.type == "cuda" else model
 
-    logger = _rank0_logger(loop_config, rank, cfg, device, count_parameters(bare))
+    speed = {"torch_threads": torch.get_num_threads(), "matmul_peak_gflops": peak_flops / 1e9}
+    logger = _rank0_logger(loop_config, rank, cfg, device, count_parameters(bare), speed)
     if rank == 0:
         where = f"step {progress.step} (epoch {progress.epoch}, batch {progress.batch})" if restored else "scratch"
-        print(f"gsenet: {world} worker(s) on {device}, {count_parameters(bare):,} parameters, from {where}")
+        print(
+            f"gsenet: {world} worker(s) on {device} ({speed['torch_threads']} threads, matmul peak "
+            f"{speed['matmul_peak_gflops']:.0f} GFLOP/s), {count_parameters(bare):,} parameters, from {where}"
+        )
 
     def checkpoint_state() -> dict:
         return {
@@ -517,6 +526,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             },
             val,
         )
+        metrics["train_gflop_per_second"] = metrics["audio_seconds_per_second"] / world * flops_per_audio_second / 1e9
+        metrics["matmul_peak_fraction"] = metrics["train_gflop_per_second"] * 1e9 / peak_flops  # per worker
         if logger is not None:
             logger.log_metrics(metrics, progress.step)
             for name, signals in examples:
@@ -524,7 +535,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
             print(
                 f"epoch {epoch} | step {progress.step} | train {metrics['train_loss']:.4f} | "
                 f"val {val['val_loss']:.4f} | SI-SDR {val['val_si_sdr']:.2f} dB "
-                f"(beam {val['val_si_sdr_beam']:.2f}) | PESQ {val['val_pesq']:.2f} | STOI {val['val_stoi']:.3f}"
+                f"(beam {val['val_si_sdr_beam']:.2f}) | PESQ {val['val_pesq']:.2f} | STOI {val['val_stoi']:.3f} | "
+                f"{metrics['audio_seconds_per_second']:.1f} s audio/s, {metrics['train_gflop_per_second']:.1f} "
+                f"GFLOP/s = {100 * metrics['matmul_peak_fraction']:.0f}% of matmul peak"
             )
         report(metrics, with_checkpoint=True)
     if logger is not None:
@@ -546,7 +559,7 @@ def _preemption_metrics(progress: Progress, scheduler, cfg: ExperimentConfig) ->
     )
 
 
-def _rank0_logger(loop_config: dict, rank: int, cfg: ExperimentConfig, device, params: int):
+def _rank0_logger(loop_config: dict, rank: int, cfg: ExperimentConfig, device, params: int, speed: dict):
     if rank != 0 or not loop_config.get("mlflow_run_id"):
         return None
     import ray
@@ -564,6 +577,7 @@ def _rank0_logger(loop_config: dict, rank: int, cfg: ExperimentConfig, device, p
         "world_size": ray.train.get_context().get_world_size(),
         "parameters": params,
         "host": platform.node(),
+        **speed,  # torch_threads, matmul_peak_gflops
     }
     logger.log_dict(system, "system.json")
     logger.set_tags({"gsenet.device": system["device_name"] or str(device), "gsenet.parameters": params})

@@ -2,6 +2,10 @@
 
 Runs through Ray Train: joins the cluster in RAY_ADDRESS when set, else starts Ray locally.
 Rerunning the same command (same config, storage and name) resumes from the latest checkpoint.
+
+On a local Ray (no RAY_ADDRESS) a run whose train.cpus_per_worker is not set (flag, override or
+YAML) shares every CPU of the machine among its workers: the config default of 1 CPU is for
+sweeps, which run trials side by side, and for clusters, which say what a worker gets.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="experiment YAML; overrides below win over it")
     parser.add_argument("--workers", type=int, help="Ray Train workers / DDP ranks (train.num_workers)")
     parser.add_argument("--gpus-per-worker", type=float, help="GPUs per worker (train.gpus_per_worker; 0 = CPU)")
+    parser.add_argument(
+        "--cpus-per-worker", type=float, help="CPUs (= torch threads) per worker; default on a local Ray: all CPUs"
+    )
     parser.add_argument("--storage", help="results folder or gs://bucket/prefix (train.storage_path)")
     parser.add_argument("--name", help="run name (train.name); default: derived from the config, so reruns resume")
     parser.add_argument("--mlflow-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or ./mlruns.db)")
@@ -29,6 +36,7 @@ def build_config(args: argparse.Namespace):
         "data.path": args.data,
         "train.num_workers": args.workers,
         "train.gpus_per_worker": args.gpus_per_worker,
+        "train.cpus_per_worker": args.cpus_per_worker,
         "train.storage_path": args.storage,
         "train.name": args.name,
         "tracking.mlflow_uri": args.mlflow_uri,
@@ -38,11 +46,38 @@ def build_config(args: argparse.Namespace):
     return apply_overrides(cfg, args.overrides or [])
 
 
+def cpus_per_worker_given(args: argparse.Namespace) -> bool:
+    """Whether the flag, an override or the YAML file sets train.cpus_per_worker."""
+    import yaml
+
+    if args.cpus_per_worker is not None:
+        return True
+    if any(item.partition("=")[0].strip() == "train.cpus_per_worker" for item in args.overrides or []):
+        return True
+    values = yaml.safe_load(open(args.config).read()) if args.config else None  # build_config checked it
+    return isinstance(values, dict) and "cpus_per_worker" in (values.get("train") or {})
+
+
+def share_local_cpus(cfg, num_cpus: float):
+    """Every CPU of a local Ray split among the run's workers (at least 1 each)."""
+    from gsenet.config import apply_overrides
+
+    return apply_overrides(cfg, {"train.cpus_per_worker": max(1, int(num_cpus // cfg.train.num_workers))})
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    import ray
+
     from gsenet.train import fit, init_ray
 
     cfg = build_config(args)
+    local = not os.environ.get("RAY_ADDRESS")
     init_ray()  # $RAY_ADDRESS when set, else a local Ray
+    if local and not cpus_per_worker_given(args):
+        cfg = share_local_cpus(cfg, ray.cluster_resources().get("CPU", 1))
+        print(f"gsenet: local Ray, {cfg.train.cpus_per_worker:g} CPU(s) per worker (set --cpus-per-worker to change)")
     result = fit(cfg)
     metrics = result.metrics or {}
     print(

@@ -44,6 +44,19 @@ def tiny_overrides(data: Path, storage: Path, mlflow_uri: str, name: str) -> dic
     }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def single_thread_environment():
+    """A user's exported OMP_NUM_THREADS=1 (Ray then leaves it alone): workers must still use every
+    CPU they were given. Set before the module's Ray starts, so its workers inherit it."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    if before is None:
+        os.environ.pop("OMP_NUM_THREADS")
+    else:
+        os.environ["OMP_NUM_THREADS"] = before
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
@@ -56,7 +69,9 @@ def trained(ray_local, mlflow_server, dataset, tmp_path_factory):  # noqa: F811
     from gsenet.train import fit
 
     storage = tmp_path_factory.mktemp("runs")
-    cfg = apply_overrides(ExperimentConfig(), tiny_overrides(dataset, storage, mlflow_server.uri, "tiny"))
+    overrides = tiny_overrides(dataset, storage, mlflow_server.uri, "tiny")
+    overrides["train.cpus_per_worker"] = 2  # all of the module's Ray: the worker must use both
+    cfg = apply_overrides(ExperimentConfig(), overrides)
     result = fit(cfg)
     return cfg, result
 
@@ -80,6 +95,25 @@ def test_loss_decreases_and_metrics_are_reported(trained, mlflow_server):  # noq
     client, run = mlflow_run(mlflow_server.uri, "tiny")
     val_loss = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val_loss"), key=lambda m: m.step)]
     assert len(val_loss) == EPOCHS and val_loss[-1] < val_loss[0]
+
+
+def test_worker_uses_its_cpus_and_logs_flops(trained, mlflow_server, tmp_path):  # noqa: F811
+    import json
+
+    from gsenet.throughput import training_flops_per_audio_second
+
+    cfg, result = trained
+    client, run = mlflow_run(mlflow_server.uri, "tiny")
+    system = json.loads(Path(client.download_artifacts(run.info.run_id, "system.json", str(tmp_path))).read_text())
+    assert system["torch_threads"] == cfg.train.cpus_per_worker == 2  # despite OMP_NUM_THREADS=1
+    assert system["matmul_peak_gflops"] > 0
+    metrics = result.metrics
+    expected = metrics["audio_seconds_per_second"] * training_flops_per_audio_second(cfg.model) / 1e9
+    assert metrics["train_gflop_per_second"] == pytest.approx(expected, rel=1e-6)
+    peak_fraction = metrics["train_gflop_per_second"] / system["matmul_peak_gflops"]
+    assert metrics["matmul_peak_fraction"] == pytest.approx(peak_fraction, rel=1e-6)
+    history = client.get_metric_history(run.info.run_id, "matmul_peak_fraction")
+    assert len(history) == EPOCHS and all(m.value > 0 for m in history)
 
 
 def test_checkpoint_holds_training_state(trained):
