@@ -52,6 +52,7 @@ class SweepSettings:
     max_concurrent: int = 2  # trials running at once
     grace_period: int = 1  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 3  # ASHA: keep the top 1/reduction_factor at each rung
+    brackets: int = 1  # ASHA brackets (> 1 = asynchronous HyperBand: later first rungs too)
     scheduler: str = "asha"  # "asha" or "fifo" (no early stopping)
     searcher: str = "tpe"  # "tpe" (Optuna TPE, multivariate) or "random" (Optuna RandomSampler)
     n_startup_trials: int = 4  # TPE: random trials before the model kicks in
@@ -73,6 +74,7 @@ class SweepSettings:
         check(self.max_concurrent > 0, "max_concurrent", "must be positive")
         check(self.grace_period > 0, "grace_period", "must be positive (epochs)")
         check(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
+        check(self.brackets >= 1, "brackets", "must be >= 1 (1 = plain ASHA)")
         check(self.scheduler in ("asha", "fifo"), "scheduler", f"must be 'asha' or 'fifo', got {self.scheduler!r}")
         check(self.searcher in ("tpe", "random"), "searcher", f"must be 'tpe' or 'random', got {self.searcher!r}")
         check(self.n_startup_trials >= 0, "n_startup_trials", "must be >= 0")
