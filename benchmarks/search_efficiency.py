@@ -58,6 +58,11 @@ PROBLEMS = (*MF_HARTMANN, "surrogate")
 # The sweep settings each method changes; everything else comes from the default space's `sweep:`.
 METHODS = {
     "default": {},  # search/spaces/default.yaml as shipped
+    # The default until issue 14 (TPE + ASHA, grace 2 of 20 epochs, reduction factor 3, 8 random startups)
+    "old-default": {
+        **{"searcher": "tpe", "scheduler": "asha", "brackets": 1},
+        **{"grace_period": 2, "reduction_factor": 3, "n_startup_trials": 8},
+    },
     "tpe+asha": {"searcher": "tpe", "scheduler": "asha", "brackets": 1},
     "tpe+hyperband": {"searcher": "tpe", "scheduler": "asha", "brackets": 3},
     "tpe": {"searcher": "tpe", "scheduler": "fifo"},
@@ -93,7 +98,7 @@ def make_problem(name: str, seed: int, max_epochs: int = MAX_EPOCHS) -> Problem:
 
 
 def method_settings(method: str, seed: int, max_concurrent: int, overrides: dict[str, Any]) -> SweepSettings:
-    values = {**METHODS[method], **(overrides if method != "random" else {})}
+    values = {**(overrides if method not in ("random", "old-default") else {}), **METHODS[method]}
     return load_space("default").settings(
         metric=METRIC, mode="min", num_samples=10**6, max_concurrent=max_concurrent, seed=seed, **values
     )
@@ -465,6 +470,38 @@ def plot_curves(runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def spearman(a: list[float], b: list[float]) -> float:
+    ranks = [np.argsort(np.argsort(x)) for x in (a, b)]
+    return float(np.corrcoef(*ranks)[0, 1])
+
+
+def diagnose(args: argparse.Namespace) -> None:
+    """Why early stopping helps or hurts: how well an early epoch ranks configs by their final
+    value, and what ASHA keeps at a rung (reduction factor 3)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    epochs = (1, 2, 4, 6, 10, 18)
+    print(f"random configs per problem: {args.diag_configs}; values at epoch e of {MAX_EPOCHS} (z = 5e)")
+    print(
+        f"{'problem':<11}"
+        + "".join(f"{'rho e=' + str(e):>10}" for e in epochs)
+        + "   share of the true top 10% in the top 1/3 at e"
+    )
+    for problem_name in args.problems:
+        problem = make_problem(problem_name, seed=0)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        configs = [problem.space.sample(study.ask()) for _ in range(args.diag_configs)]
+        final = [problem.loss(c, MAX_EPOCHS) for c in configs]
+        top = set(np.argsort(final)[: len(final) // 10])
+        rhos, kept = [], []
+        for e in epochs:
+            early = [problem.loss(c, e) for c in configs]
+            rhos.append(spearman(early, final))
+            kept.append(len(top & set(np.argsort(early)[: len(early) // 3])) / len(top))
+        print(f"{problem_name:<11}" + "".join(f"{r:>10.2f}" for r in rhos) + "   " + " ".join(f"{k:.0%}" for k in kept))
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """--set key=value for the methods' sweep settings (not random's), typed like SweepSettings."""
     types = {f.name: f.type for f in dataclasses.fields(SweepSettings)}
@@ -581,7 +618,7 @@ def trial_breakdown(events: list[dict], cfg) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("efficiency", "ray-check", "overhead"))
+    parser.add_argument("part", choices=("efficiency", "ray-check", "diagnose", "overhead"))
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--full-trials", type=int, default=30, help="budget = this many full-length trials")
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
@@ -592,10 +629,11 @@ def main() -> None:
     parser.add_argument("--check-methods", nargs="+", default=["default", "random"], choices=list(METHODS))
     parser.add_argument("--check-budget", type=int, default=48, help="ray-check: trial-epochs per sweep")
     parser.add_argument("--check-epochs", type=int, default=6, help="ray-check: epochs of a full trial")
+    parser.add_argument("--diag-configs", type=int, default=2000, help="diagnose: random configs per problem")
     parser.add_argument("--out", default=tempfile.mkdtemp(prefix="gsenet-bench-"))
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    {"efficiency": efficiency, "ray-check": ray_check, "overhead": overhead}[args.part](args)
+    {"efficiency": efficiency, "ray-check": ray_check, "diagnose": diagnose, "overhead": overhead}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,16 @@ import random
 import statistics
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
+from ray.tune.schedulers import TrialScheduler
 
 from search.searcher import make_searcher
 from search.space import load_space
 from search.surrogate import HARTMANN_MINIMUM, MAX_FIDELITY, MFHartmann
+from search.sweep import make_scheduler
 
 
 def test_stopped_trials_are_pruned_full_ones_complete_errors_fail(tmp_path):
@@ -93,3 +96,50 @@ def test_mf_hartmann_matches_mf_prior_bench():
         )  # the last reference config is the global optimum
     with pytest.raises(ValueError, match="fidelity must be in 1..100"):
         MFHartmann.named("mfh3_good").error({"X_0": 0.5, "X_1": 0.5, "X_2": 0.5}, 0)
+
+
+def rungs(scheduler) -> list[list[int]]:
+    return [sorted(int(milestone) for milestone, _ in bracket._rungs) for bracket in scheduler._brackets]
+
+
+def test_scheduler_rungs_follow_grace_period_reduction_factor_and_brackets():
+    """ASHA bracket k stops trials first at grace x rf^k epochs (asynchronous HyperBand for k > 0)."""
+    space = load_space("default")
+    for grace, factor, brackets, max_epochs in ((2, 3, 1, 20), (4, 3, 2, 20), (1, 2, 3, 8), (5, 2, 2, 20)):
+        settings = space.settings(grace_period=grace, reduction_factor=factor, brackets=brackets)
+        expected = [
+            [grace * factor**j for j in range(k, 10) if grace * factor**j <= max_epochs] for k in range(brackets)
+        ]
+        assert rungs(make_scheduler(settings, max_epochs)) == expected
+    assert type(make_scheduler(space.settings(scheduler="fifo"), 20)).__name__ == "FIFOScheduler"
+
+
+class Trial:
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+
+def test_asha_stops_the_worse_trials_at_a_rung_and_never_before_its_bracket_starts():
+    space = load_space("default")
+    settings = space.settings(metric="val_loss", grace_period=2, reduction_factor=2, brackets=1)
+    asha = make_scheduler(settings, max_epochs=8)
+    decisions = {}
+    for name, loss in (("a", 0.5), ("b", 0.4), ("c", 0.9), ("d", 0.3)):
+        trial = Trial(name)
+        asha.on_trial_add(None, trial)
+        assert asha.on_trial_result(None, trial, {"epoch": 1, "val_loss": 10.0}) == TrialScheduler.CONTINUE
+        decisions[name] = asha.on_trial_result(None, trial, {"epoch": 2, "val_loss": loss})
+    # Each is compared with the median of those already at the rung: a (first) and b, d (better) go on.
+    assert decisions == {"a": "CONTINUE", "b": "CONTINUE", "c": "STOP", "d": "CONTINUE"}
+
+    hyperband = make_scheduler(space.settings(metric="val_loss", grace_period=2, reduction_factor=2, brackets=2), 8)
+    np.random.seed(0)
+    late = []
+    for i in range(40):
+        trial = Trial(f"t{i}")
+        hyperband.on_trial_add(None, trial)
+        if hyperband._trial_info[trial.trial_id] is hyperband._brackets[1]:
+            late.append(trial)
+    assert 5 < len(late) < 35  # both brackets are used
+    for i, trial in enumerate(late):  # bracket 1's first rung is at 4 epochs: epoch 2 never stops
+        assert hyperband.on_trial_result(None, trial, {"epoch": 2, "val_loss": 100.0 + i}) == "CONTINUE"
