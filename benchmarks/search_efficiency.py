@@ -43,6 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
 
 from search import searcher as searcher_module  # noqa: E402
@@ -183,6 +184,16 @@ def best_curve(results: list[tuple[str, int, float]], max_epochs: int, budget: i
     return curve
 
 
+def improvements(results: list[tuple[str, int, float]], max_epochs: int, budget: int) -> list[tuple[float, float]]:
+    """(budget fraction used, new best) each time a full-length trial improves the best."""
+    best, steps = math.inf, []
+    for used, (_, epoch, value) in enumerate(results, start=1):
+        if epoch >= max_epochs and value < best:
+            best = value
+            steps.append((used / budget, value))
+    return steps
+
+
 # ----------------------------------------------------------------------------------------------
 # The same decisions under Ray Tune (ray-check)
 # ----------------------------------------------------------------------------------------------
@@ -288,6 +299,7 @@ def ray_sweep(method: str, seed: int, concurrency: int, budget: int, max_epochs:
     searcher_module.make_searcher = lambda *a, **k: record(real_searcher(*a, **k), str(log))
     sweep_module.make_scheduler = lambda *a, **k: record(real_scheduler(*a, **k), str(log))
     try:
+        np.random.seed(seed)  # ASHA's bracket draws (the controller runs in this process)
         build_tuner(plan, surrogate_trial, stop=Stop(budget), reuse_actors=True).fit()
     finally:
         searcher_module.make_searcher, sweep_module.make_scheduler = real_searcher, real_scheduler
@@ -300,6 +312,7 @@ def replay(ray_log: list[list], method: str, seed: int, concurrency: int, max_ep
     path.unlink(missing_ok=True)
     settings = method_settings(method, seed, concurrency, {})
     tune = PlainTune(make_problem("surrogate", seed, max_epochs), settings, log_path=str(path))
+    np.random.seed(seed)
     for entry in ray_log:
         if entry[0] == "suggest":
             tune.start(entry[1])
@@ -352,6 +365,7 @@ def run_all(args: argparse.Namespace, overrides: dict[str, Any]) -> list[dict]:
                             "method": method,
                             "seed": seed,
                             "curve": best_curve(tune.results, MAX_EPOCHS, budget),
+                            "steps": improvements(tune.results, MAX_EPOCHS, budget),
                             "trials": len({r[0] for r in tune.results}),
                             "full": sum(r[1] >= MAX_EPOCHS for r in tune.results),
                             "cpu_s": time.process_time() - started,
@@ -365,9 +379,9 @@ def at(curve: list[float], fraction: float) -> float:
     return curve[min(range(len(GRID)), key=lambda i: abs(GRID[i] - fraction))]
 
 
-def reach(curve: list[float], target: float) -> float:
-    """The smallest budget fraction at which `curve` is at or below `target` (inf: never)."""
-    return next((f for f, best in zip(GRID, curve, strict=True) if best <= target), math.inf)
+def reach(steps: list[tuple[float, float]], target: float) -> float:
+    """The budget fraction at which the best first is at or below `target` (inf: never)."""
+    return next((fraction for fraction, best in steps if best <= target), math.inf)
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -379,7 +393,7 @@ def summarise(runs: list[dict]) -> list[dict]:
         for method in dict.fromkeys(r["method"] for r in group):
             mine = [r for r in group if r["method"] == method]
             finals = [r["curve"][-1] for r in mine]
-            reached = [reach(r["curve"], random_final[r["seed"]]) for r in mine if r["seed"] in random_final]
+            reached = [reach(r["steps"], random_final[r["seed"]]) for r in mine if r["seed"] in random_final]
             rows.append(
                 {
                     "problem": problem_name,
@@ -500,6 +514,43 @@ def diagnose(args: argparse.Namespace) -> None:
             rhos.append(spearman(early, final))
             kept.append(len(top & set(np.argsort(early)[: len(early) // 3])) / len(top))
         print(f"{problem_name:<11}" + "".join(f"{r:>10.2f}" for r in rhos) + "   " + " ".join(f"{k:.0%}" for k in kept))
+    good_group_precision(args)
+
+
+def good_group_precision(args: argparse.Namespace) -> None:
+    """At the end of a sweep, TPE's "good" group (Optuna's own split: COMPLETE trials first, then
+    PRUNED ones by the last epoch reached, then by value): which share of it is truly among the
+    best as many trials the sweep tried, by their value at the last epoch?"""
+    import optuna
+    from optuna.samplers._tpe.sampler import _split_trials, default_gamma
+
+    budget = args.full_trials * MAX_EPOCHS
+    overrides = parse_overrides(args.set)
+    print(f"\nTPE's good group at the end ({args.full_trials} full trials of budget, K=2, {args.diag_seeds} seeds):")
+    print(
+        f"{'problem':<11}{'method':<14}{'trials':>8}{'good':>6}{'complete in good':>18}{'precision':>11}{'chance':>8}"
+    )
+    for problem_name in args.problems:
+        for method in ("old-default", "default", "tpe"):
+            rows = []
+            for seed in range(args.diag_seeds):
+                problem = make_problem(problem_name, seed)
+                tune = simulate(problem, method_settings(method, seed, 2, overrides), budget)
+                study = tune.searcher._ot_study
+                trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                good, _ = _split_trials(study, trials, default_gamma(len(trials)))
+                final = {
+                    t.number: problem.loss(problem.space.sample(optuna.trial.FixedTrial(t.params)), MAX_EPOCHS)
+                    for t in trials
+                }
+                truly = set(sorted(final, key=final.get)[: len(good)])
+                complete = sum(t.state == TrialState.COMPLETE for t in good)
+                rows.append((len(trials), len(good), complete, len(truly & {t.number for t in good}) / len(good)))
+            mean = [statistics.mean(r[i] for r in rows) for i in range(4)]
+            print(
+                f"{problem_name:<11}{method:<14}{mean[0]:>8.1f}{mean[1]:>6.1f}{mean[2]:>18.1f}{mean[3]:>11.0%}"
+                f"{mean[1] / mean[0]:>8.0%}"
+            )
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -516,16 +567,27 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def efficiency(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    overrides = parse_overrides(args.set)
-    budget = args.full_trials * MAX_EPOCHS
     started = time.time()
-    runs = run_all(args, overrides)
+    runs = run_all(args, parse_overrides(args.set))
+    (out / "efficiency.json").write_text(json.dumps({"args": vars(args), "runs": runs}, indent=0))
+    report(runs, args)
+    print(f"{time.time() - started:.0f} s wall; raw: {out / 'efficiency.json'}")
+
+
+def merge(args: argparse.Namespace) -> None:
+    """One table and plot from several `efficiency` outputs (e.g. K=2 and K=8 run side by side)."""
+    runs = [run for path in args.inputs for run in json.loads(Path(path).read_text())["runs"]]
+    report(runs, args)
+
+
+def report(runs: list[dict], args: argparse.Namespace) -> None:
+    budget = args.full_trials * MAX_EPOCHS
     rows = summarise(runs)
-    (out / "efficiency.json").write_text(json.dumps({"args": vars(args), "runs": runs, "rows": rows}, indent=0))
-    defaults = method_settings("default", 0, 2, overrides)
+    seeds = len({r["seed"] for r in runs})
+    defaults = method_settings("default", 0, 2, parse_overrides(args.set))
     print(
         f"\nbudget {args.full_trials} full trials = {budget} trial-epochs ({budget * MAX_FIDELITY // MAX_EPOCHS} "
-        f"fidelity units), {args.seeds} seeds; default = {describe_settings(defaults)}"
+        f"fidelity units), {seeds} seeds; default = {describe_settings(defaults)}"
         + (f"; --set {' '.join(args.set)}" if args.set else "")
     )
     print("reach = median budget fraction to reach random search's final best (same seed); <=1/3 = share of seeds")
@@ -533,9 +595,9 @@ def efficiency(args: argparse.Namespace) -> None:
     print()
     for line in goal_check(rows, "default"):
         print(line)
-    figure = Path(args.figure) if args.figure else out / "efficiency.png"
+    figure = Path(args.figure) if args.figure else Path(args.out) / "efficiency.png"
     plot_curves(runs, figure)
-    print(f"\n{time.time() - started:.0f} s wall; curves: {figure}   raw: {out / 'efficiency.json'}")
+    print(f"\ncurves: {figure}")
 
 
 def describe_settings(settings: SweepSettings) -> str:
@@ -618,7 +680,7 @@ def trial_breakdown(events: list[dict], cfg) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("efficiency", "ray-check", "diagnose", "overhead"))
+    parser.add_argument("part", choices=("efficiency", "merge", "ray-check", "diagnose", "overhead"))
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--full-trials", type=int, default=30, help="budget = this many full-length trials")
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
@@ -627,13 +689,17 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="sweep settings for every method but random: key=value")
     parser.add_argument("--figure", default="", help="where to save the plot (default: OUT/efficiency.png)")
     parser.add_argument("--check-methods", nargs="+", default=["default", "random"], choices=list(METHODS))
-    parser.add_argument("--check-budget", type=int, default=48, help="ray-check: trial-epochs per sweep")
-    parser.add_argument("--check-epochs", type=int, default=6, help="ray-check: epochs of a full trial")
+    parser.add_argument("--check-budget", type=int, default=72, help="ray-check: trial-epochs per sweep")
+    parser.add_argument("--check-epochs", type=int, default=12, help="ray-check: epochs of a full trial")
+    parser.add_argument("--inputs", nargs="+", default=[], help="merge: efficiency.json files")
+    parser.add_argument("--diag-seeds", type=int, default=5, help="diagnose: sweeps per method for the TPE split")
     parser.add_argument("--diag-configs", type=int, default=2000, help="diagnose: random configs per problem")
     parser.add_argument("--out", default=tempfile.mkdtemp(prefix="gsenet-bench-"))
     args = parser.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    {"efficiency": efficiency, "ray-check": ray_check, "diagnose": diagnose, "overhead": overhead}[args.part](args)
+    {"efficiency": efficiency, "merge": merge, "ray-check": ray_check, "diagnose": diagnose, "overhead": overhead}[
+        args.part
+    ](args)
 
 
 if __name__ == "__main__":
