@@ -56,11 +56,15 @@ class SweepSettings:
     mode: str = ""  # "min" or "max" ("" = the metric's natural direction)
     num_samples: int = 16  # trials in total (a resumed sweep keeps this total)
     max_concurrent: int = 2  # trials running at once
-    grace_period: int = 1  # ASHA: epochs every trial gets before it can be stopped
+    # Scheduler and searcher defaults won on the multi-fidelity benchmarks (README, "Sweeps"):
+    # an earlier first rung ranks configs little better than chance there, and a second
+    # HyperBand bracket (first cut at grace x rf) hedges against misleading early epochs.
+    grace_period: int = 4  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 3  # ASHA: keep the top 1/reduction_factor at each rung
+    brackets: int = 2  # ASHA brackets (> 1 = asynchronous HyperBand: later first rungs too)
     scheduler: str = "asha"  # "asha" or "fifo" (no early stopping)
     searcher: str = "tpe"  # "tpe" (Optuna TPE, multivariate) or "random" (Optuna RandomSampler)
-    n_startup_trials: int = 4  # TPE: random trials before the model kicks in
+    n_startup_trials: int = 4  # TPE: random trials before the model kicks in (few: ASHA trials are cheap)
     seed: int = 0  # sampler seed
     time_budget_h: float = 0.0  # stop the sweep after this many hours (0 = no limit)
     register_model: str = "gsenet-best"  # Model Registry name of the best trial's model ("" = skip)
@@ -79,6 +83,7 @@ class SweepSettings:
         check(self.max_concurrent > 0, "max_concurrent", "must be positive")
         check(self.grace_period > 0, "grace_period", "must be positive (epochs)")
         check(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
+        check(self.brackets >= 1, "brackets", "must be >= 1 (1 = plain ASHA)")
         check(self.scheduler in ("asha", "fifo"), "scheduler", f"must be 'asha' or 'fifo', got {self.scheduler!r}")
         check(self.searcher in ("tpe", "random"), "searcher", f"must be 'tpe' or 'random', got {self.searcher!r}")
         check(self.n_startup_trials >= 0, "n_startup_trials", "must be >= 0")

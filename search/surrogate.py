@@ -19,6 +19,7 @@ import math
 import random
 import time
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 PAPER_WIDTH_SUM = 16 + 32 + 48 + 48 + 96 + 96
@@ -59,3 +60,78 @@ def surrogate_trial(config: dict[str, Any], ctx: Any = None) -> None:
             time.sleep(seconds)
         loss = curve_point(config, epoch, seed)
         tune.report({"epoch": epoch, "val_loss": loss, "train_loss": loss * 0.9, "val_si_sdr": 20 * (1 - loss)})
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-fidelity Hartmann functions (the mf-prior-bench `mfh3_*` / `mfh6_*` benchmarks)
+# ----------------------------------------------------------------------------------------------
+# Hartmann 3-D and 6-D (Dixon & Szegő; https://www.sfu.ca/~ssurjano/hart3.html, hart6.html) made
+# multi-fidelity as in Kandasamy et al. 2017 and mf-prior-bench: at fidelity z in 1..100, with
+# s = log(z) / log(100), the weights become alpha - bias * (1 - s) (which flattens, and for a large
+# bias reorders, the landscape) and half-normal noise of scale noise * (1 - s) is added. At z = 100
+# this is the exact Hartmann function (global minimum -3.86278 in 3-D, -3.32237 in 6-D). mf-prior-bench
+# itself is not a dependency: it pins numpy < 2 (tests/test_searcher.py checks these values against it).
+MAX_FIDELITY = 100
+HARTMANN_ALPHA = (1.0, 1.2, 3.0, 3.2)
+HARTMANN_A = {
+    3: ((3.0, 10.0, 30.0), (0.1, 10.0, 35.0), (3.0, 10.0, 30.0), (0.1, 10.0, 35.0)),
+    6: (
+        (10.0, 3.0, 17.0, 3.5, 1.7, 8.0),
+        (0.05, 10.0, 17.0, 0.1, 8.0, 14.0),
+        (3.0, 3.5, 1.7, 10.0, 17.0, 8.0),
+        (17.0, 8.0, 0.05, 10.0, 0.1, 14.0),
+    ),
+}
+HARTMANN_P = {  # x 1e-4
+    3: ((3689, 1170, 2673), (4699, 4387, 7470), (1091, 8732, 5547), (381, 5743, 8828)),
+    6: (
+        (1312, 1696, 5569, 124, 8283, 5886),
+        (2329, 4135, 8307, 3736, 1004, 9991),
+        (2348, 1451, 3522, 2883, 3047, 6650),
+        (4047, 8828, 8732, 5743, 1091, 381),
+    ),
+}
+HARTMANN_MINIMUM = {3: -3.86278, 6: -3.32237}
+# name: (dimensions, bias, noise), the presets of mf-prior-bench
+MF_HARTMANN = {
+    "mfh3_good": (3, 2.5, 2.0),
+    "mfh3_bad": (3, 3.5, 4.0),
+    "mfh6_good": (6, 2.5, 2.0),
+    "mfh6_bad": (6, 3.5, 4.0),
+}
+
+
+@dataclass(frozen=True)
+class MFHartmann:
+    """One multi-fidelity Hartmann problem; `seed` only changes the noise (as in mf-prior-bench)."""
+
+    dims: int
+    bias: float
+    noise: float
+    seed: int = 0
+
+    @classmethod
+    def named(cls, name: str, seed: int = 0) -> MFHartmann:
+        if name not in MF_HARTMANN:
+            raise ValueError(f"unknown multi-fidelity Hartmann benchmark {name!r}; use one of {sorted(MF_HARTMANN)}")
+        return cls(*MF_HARTMANN[name], seed=seed)
+
+    def keys(self) -> list[str]:
+        return [f"X_{i}" for i in range(self.dims)]
+
+    def noiseless(self, xs: tuple[float, ...], fidelity: int) -> float:
+        flat = 1.0 - math.log(fidelity) / math.log(MAX_FIDELITY)
+        total = 0.0
+        for alpha, a_row, p_row in zip(HARTMANN_ALPHA, HARTMANN_A[self.dims], HARTMANN_P[self.dims], strict=True):
+            inner = sum(a * (x - 1e-4 * p) ** 2 for a, x, p in zip(a_row, xs, p_row, strict=True))
+            total += (alpha - self.bias * flat) * math.exp(-inner)
+        return -total
+
+    def error(self, params: dict[str, float], fidelity: int) -> float:
+        """The value to minimise at `fidelity` (1..MAX_FIDELITY); deterministic per (seed, params, z)."""
+        if not 1 <= fidelity <= MAX_FIDELITY:
+            raise ValueError(f"fidelity must be in 1..{MAX_FIDELITY}, got {fidelity}")
+        xs = tuple(float(params[k]) for k in self.keys())
+        flat = 1.0 - math.log(fidelity) / math.log(MAX_FIDELITY)
+        draw = random.Random(zlib.crc32(f"{self.seed}|{fidelity}|{xs}".encode())).gauss(0.0, 1.0)
+        return self.noiseless(xs, fidelity) + abs(draw) * self.noise * flat

@@ -221,6 +221,27 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
         )
 
 
+def make_scheduler(settings: SweepSettings, max_epochs: int):
+    """The trial scheduler of a sweep (also driven directly by benchmarks/search_efficiency.py).
+
+    `asha` with `brackets` > 1 is asynchronous HyperBand: each trial joins one of `brackets` ASHA
+    brackets whose first rung is grace_period x reduction_factor^k (Ray picks the bracket with
+    NumPy's global RNG)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if settings.scheduler != "asha":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",  # survives resumes; training_iteration restarts at 1
+        metric=settings.metric,
+        mode=settings.resolved_mode(),
+        max_t=max_epochs,
+        grace_period=min(settings.grace_period, max_epochs),
+        reduction_factor=settings.reduction_factor,
+        brackets=settings.brackets,
+    )
+
+
 def build_tuner(
     plan: SweepPlan,
     trial_fn: Callable | None = None,
@@ -232,23 +253,12 @@ def build_tuner(
     """A fresh `Tuner` for a new sweep (see `restore_tuner` for a resumed one). `stop` and
     `reuse_actors` are for benchmarks with the surrogate trainable."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from search.searcher import make_searcher
 
     space, settings, max_epochs = plan.space(), plan.sweep_settings(), plan.max_epochs()
     searcher = make_searcher(space, settings, max_epochs, plan.optuna_storage, study_name=plan.name)
-    if settings.scheduler == "asha":
-        scheduler = ASHAScheduler(
-            time_attr="epoch",  # survives resumes; training_iteration restarts at 1
-            metric=settings.metric,
-            mode=settings.resolved_mode(),
-            max_t=max_epochs,
-            grace_period=min(settings.grace_period, max_epochs),
-            reduction_factor=settings.reduction_factor,
-        )
-    else:
-        scheduler = FIFOScheduler()
+    scheduler = make_scheduler(settings, max_epochs)
     return tune.Tuner(
         trainable(plan, trial_fn, **ctx_extra),
         tune_config=tune.TuneConfig(

@@ -7,11 +7,22 @@ tests/integration/test_search.py.
 
 from __future__ import annotations
 
+import json
+import math
+import random
+import statistics
+from pathlib import Path
+
+import numpy as np
 import optuna
+import pytest
 from optuna.trial import TrialState
+from ray.tune.schedulers import TrialScheduler
 
 from search.searcher import make_searcher
 from search.space import load_space
+from search.surrogate import HARTMANN_MINIMUM, MAX_FIDELITY, MFHartmann
+from search.sweep import make_scheduler
 
 
 def test_stopped_trials_are_pruned_full_ones_complete_errors_fail(tmp_path):
@@ -56,3 +67,79 @@ def test_resumed_history_and_seeded_suggestions(tmp_path):
     restored.on_trial_complete("t1", {"epoch": 2, "val_loss": 0.4})
     (trial,) = restored._ot_study.trials
     assert trial.state == TrialState.COMPLETE and trial.intermediate_values == {1: 0.9, 2: 0.4}
+
+
+def test_mf_hartmann_matches_mf_prior_bench():
+    """Noiseless values at several fidelities equal mf-prior-bench 1.10.0's (recorded by
+    benchmarks/mfhartmann_reference.py); the noise has the half-normal mean and sd it records."""
+    reference = json.loads((Path(__file__).parent / "fixtures" / "mfhartmann_reference.json").read_text())
+    for name, ref in reference["benchmarks"].items():
+        fn = MFHartmann.named(name, seed=1)
+        assert (fn.bias, fn.noise) == (ref["bias"], ref["noise"])
+        for config, values in zip(ref["configs"], ref["noiseless"], strict=True):
+            xs = tuple(config[k] for k in fn.keys())
+            mine = [fn.noiseless(xs, z) for z in ref["fidelities"]]
+            assert mine == pytest.approx(values, abs=1e-12)
+            assert fn.error(config, MAX_FIDELITY) == pytest.approx(values[-1], abs=1e-12)  # no noise at z = 100
+        rng = random.Random(5)
+        for z, stats in ref["noise_stats"].items():
+            configs = [{k: rng.random() for k in fn.keys()} for _ in range(2000)]
+            diffs = [fn.error(c, int(z)) - fn.noiseless(tuple(c.values()), int(z)) for c in configs]
+            scale = fn.noise * (1 - math.log(int(z)) / math.log(MAX_FIDELITY))  # half-normal |N(0, scale^2)|
+            mean, sd = statistics.mean(diffs), statistics.pstdev(diffs)
+            assert mean == pytest.approx(scale * math.sqrt(2 / math.pi), abs=4 * sd / math.sqrt(len(diffs)))
+            assert sd == pytest.approx(scale * math.sqrt(1 - 2 / math.pi), rel=0.1)
+            both = 4 * math.hypot(sd / math.sqrt(len(diffs)), stats["sd"] / math.sqrt(stats["n"]))
+            assert mean == pytest.approx(stats["mean"], abs=both)
+        assert fn.error(dict(zip(fn.keys(), ref["configs"][-1].values(), strict=True)), 100) == pytest.approx(
+            HARTMANN_MINIMUM[fn.dims], abs=1e-5
+        )  # the last reference config is the global optimum
+    with pytest.raises(ValueError, match="fidelity must be in 1..100"):
+        MFHartmann.named("mfh3_good").error({"X_0": 0.5, "X_1": 0.5, "X_2": 0.5}, 0)
+
+
+def rungs(scheduler) -> list[list[int]]:
+    return [sorted(int(milestone) for milestone, _ in bracket._rungs) for bracket in scheduler._brackets]
+
+
+def test_scheduler_rungs_follow_grace_period_reduction_factor_and_brackets():
+    """ASHA bracket k stops trials first at grace x rf^k epochs (asynchronous HyperBand for k > 0)."""
+    space = load_space("default")
+    for grace, factor, brackets, max_epochs in ((2, 3, 1, 20), (4, 3, 2, 20), (1, 2, 3, 8), (5, 2, 2, 20)):
+        settings = space.settings(grace_period=grace, reduction_factor=factor, brackets=brackets)
+        expected = [
+            [grace * factor**j for j in range(k, 10) if grace * factor**j <= max_epochs] for k in range(brackets)
+        ]
+        assert rungs(make_scheduler(settings, max_epochs)) == expected
+    assert type(make_scheduler(space.settings(scheduler="fifo"), 20)).__name__ == "FIFOScheduler"
+
+
+class Trial:
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+
+def test_asha_stops_the_worse_trials_at_a_rung_and_never_before_its_bracket_starts():
+    space = load_space("default")
+    settings = space.settings(metric="val_loss", grace_period=2, reduction_factor=2, brackets=1)
+    asha = make_scheduler(settings, max_epochs=8)
+    decisions = {}
+    for name, loss in (("a", 0.5), ("b", 0.4), ("c", 0.9), ("d", 0.3)):
+        trial = Trial(name)
+        asha.on_trial_add(None, trial)
+        assert asha.on_trial_result(None, trial, {"epoch": 1, "val_loss": 10.0}) == TrialScheduler.CONTINUE
+        decisions[name] = asha.on_trial_result(None, trial, {"epoch": 2, "val_loss": loss})
+    # Each is compared with the median of those already at the rung: a (first) and b, d (better) go on.
+    assert decisions == {"a": "CONTINUE", "b": "CONTINUE", "c": "STOP", "d": "CONTINUE"}
+
+    hyperband = make_scheduler(space.settings(metric="val_loss", grace_period=2, reduction_factor=2, brackets=2), 8)
+    np.random.seed(0)
+    late = []
+    for i in range(40):
+        trial = Trial(f"t{i}")
+        hyperband.on_trial_add(None, trial)
+        if hyperband._trial_info[trial.trial_id] is hyperband._brackets[1]:
+            late.append(trial)
+    assert 5 < len(late) < 35  # both brackets are used
+    for i, trial in enumerate(late):  # bracket 1's first rung is at 4 epochs: epoch 2 never stops
+        assert hyperband.on_trial_result(None, trial, {"epoch": 2, "val_loss": 100.0 + i}) == "CONTINUE"

@@ -125,3 +125,17 @@ def test_weighted_loss_metric_with_searched_weights_warns():
     assert space.settings().metric == "val_si_sdr" and space.warnings(space.settings()) == []
     (warning,) = space.warnings(space.settings(metric="val_loss"))
     assert "loss.si_sdr" in warning and "val_si_sdr" in warning
+
+
+def test_default_space_sweep_settings_are_the_code_defaults():
+    """The searcher/scheduler settings chosen on the multi-fidelity benchmarks (README, Sweeps) are
+    both SweepSettings' defaults and the default space's, so a space without `sweep:` gets them too."""
+    from search.space import SweepSettings
+
+    chosen = {"searcher": "tpe", "scheduler": "asha", "grace_period": 4, "reduction_factor": 3, "brackets": 2}
+    chosen["n_startup_trials"] = 4
+    code, shipped = SweepSettings(), load_space("default").settings()
+    for key, value in chosen.items():
+        assert getattr(code, key) == value == getattr(shipped, key), key
+    with pytest.raises(SpaceError, match="sweep.brackets must be >= 1"):
+        load_space("default").settings(brackets=0)
