@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gsenet.preflight import check_tracking
     from search.space import load_space
     from search.sweep import load_plan, new_plan, run_sweep
 
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if not cli_fixed.get("data.path"):
         plan.cli_fixed["data.path"] = smoke_data(plan.storage_path) if args.smoke_test else _no_data()
     check_data(plan)
+    check_tracking(plan.mlflow_uri)  # before Ray starts: an unreachable server fails in seconds
     run_sweep(plan, address=args.address, interval_s=args.progress_every)
     return 0
 
