@@ -15,13 +15,14 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("model_info", "parameters, per-block breakdown and MACs of a model config"),
     "simulate": ("simulate", "make a simulated multi-microphone dataset"),
-    "data": ("data", "dataset tools: `gsenet data check PATH`"),
+    "data": ("data", "dataset tools: `gsenet data check PATH`, `data align SRC DST`, `data fetch gs://...`"),
     "train": ("train", "train one model on Ray Train, tracked in MLflow"),
     "evaluate": ("evaluate", "score a trained model against the beamformer and the reference mic"),
     "enhance": ("enhance", "enhance recordings or WAV files with a trained model"),
     "export": ("export", "export a trained model as a self-contained folder (onnx | torchscript)"),
     "search": ("search", "hyperparameter sweep (Ray Tune + Optuna + ASHA)"),
     "ui": ("ui", "start the MLflow UI on 127.0.0.1 for the local tracking store"),
+    "doctor": ("doctor", "check versions, CPU/GPU, Ray, MLflow, GCS and disk before training"),
 }
 
 
