@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a trained model as a self-contained folder (onnx | torchscript)"),
     "search": ("search", "hyperparameter sweep (Ray Tune + Optuna + ASHA)"),
     "ui": ("ui", "start the MLflow UI on 127.0.0.1 for the local tracking store"),
+    "cluster": ("cluster", "a GCP Ray cluster: render | up | down | status | submit | ui (over Ray's CLI)"),
     "doctor": ("doctor", "check versions, CPU/GPU, Ray, MLflow, GCS and disk before training"),
 }
 
