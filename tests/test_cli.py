@@ -58,16 +58,17 @@ import json, sys, time
 from gsenet.cli import main
 start = time.monotonic()
 code = main(sys.argv[1:])
-print(json.dumps({"code": code, "seconds": time.monotonic() - start, "ray": "ray" in sys.modules}))
+heavy = {name: name in sys.modules for name in ("ray", "torch", "mlflow")}
+print(json.dumps({"code": code, "seconds": time.monotonic() - start, **heavy}))
 """
 
 
-def _train_fails_before_ray(cwd: Path, *argv: str) -> tuple[dict, str]:
+def _fails_before_ray(cwd: Path, *argv: str) -> tuple[dict, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("RAY_ADDRESS", None)
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, "train", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _PROBE, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     return outcome, done.stderr
@@ -88,8 +89,26 @@ def test_errors_that_need_no_cluster_come_before_ray_starts(tmp_path, argv, mess
     make_dataset(tmp_path / "broken", n_per_split=1)
     next((tmp_path / "broken" / "train").iterdir()).joinpath("ground_truth.wav").unlink()
     argv = [a.format(port=free_port()) for a in argv]
-    outcome, stderr = _train_fails_before_ray(tmp_path, *argv)
+    outcome, stderr = _fails_before_ray(tmp_path, "train", *argv)
     assert outcome["code"] == 1, stderr
     assert message in stderr
-    assert outcome["ray"] is False  # the error came before Ray was even imported
+    assert not (outcome["ray"] or outcome["torch"] or outcome["mlflow"]), outcome  # before any heavy import
     assert outcome["seconds"] < 20  # (3 s on an idle machine; generous for a loaded CI box)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "no_such_folder"], "no_such_folder: dataset folder does not exist"),
+        (["--data", "data", "--mlflow-uri", "http://127.0.0.1:{port}"], "is not reachable"),
+        (["--data", "data", "--set", "trian.epochs=1"], "trian.epochs"),
+    ],
+)
+def test_search_errors_come_before_torch_mlflow_and_ray(tmp_path, argv, message):
+    make_dataset(tmp_path / "data", n_per_split=1)
+    argv = [a.format(port=free_port()) for a in argv]
+    outcome, stderr = _fails_before_ray(tmp_path, "search", *argv)
+    assert outcome["code"] == 1, stderr
+    assert message in stderr
+    assert not (outcome["ray"] or outcome["torch"] or outcome["mlflow"]), outcome
+    assert outcome["seconds"] < 20
