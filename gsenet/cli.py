@@ -15,13 +15,15 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("model_info", "parameters, per-block breakdown and MACs of a model config"),
     "simulate": ("simulate", "make a simulated multi-microphone dataset"),
-    "data": ("data", "dataset tools: `gsenet data check PATH`"),
+    "data": ("data", "dataset tools: `gsenet data check PATH`, `data align SRC DST`, `data fetch gs://...`"),
     "train": ("train", "train one model on Ray Train, tracked in MLflow"),
     "evaluate": ("evaluate", "score a trained model against the beamformer and the reference mic"),
     "enhance": ("enhance", "enhance recordings or WAV files with a trained model"),
     "export": ("export", "export a trained model as a self-contained folder (onnx | torchscript)"),
     "search": ("search", "hyperparameter sweep (Ray Tune + Optuna + ASHA)"),
     "ui": ("ui", "start the MLflow UI on 127.0.0.1 for the local tracking store"),
+    "cluster": ("cluster", "a GCP Ray cluster: render | up | down | status | submit | ui (over Ray's CLI)"),
+    "doctor": ("doctor", "check versions, CPU/GPU, Ray, MLflow, GCS and disk before training"),
 }
 
 
@@ -41,11 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Like parse_args, but `key=value` overrides may come anywhere on the line, also after options
+    (`gsenet train a=1 --mlflow-uri U b=2`); argparse alone stops the positional list at an option."""
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if extra and (stray or not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*(args.overrides or []), *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     from gsenet.errors import GSENetError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

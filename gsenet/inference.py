@@ -228,13 +228,15 @@ def evaluate_model(
     from gsenet.baselines import run_baselines
     from gsenet.config import DataConfig
     from gsenet.data import RecordingDataset
+    from gsenet.progress import tracked
 
     if data_cfg is None:
         data_cfg = model_cfg.data if isinstance(model_cfg, ExperimentConfig) else DataConfig()
     sr = model_config_of(model_cfg).sample_rate
     dataset = RecordingDataset(Path(data_root) / split, data_cfg, sr)
     rows = []
-    for index in range(len(dataset) if not max_recordings else min(max_recordings, len(dataset))):
+    count = len(dataset) if not max_recordings else min(max_recordings, len(dataset))
+    for index in tracked(range(count), f"evaluate {split}", unit="rec"):
         item, recording = dataset[index], dataset.recordings[index]
         beam, ref, target = (item[k].numpy() for k in ("beam", "ref", "target"))
         enhanced = enhance_arrays(model, beam, ref, streaming=streaming)

@@ -29,8 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +37,7 @@ import numpy as np
 from gsenet.audio import write_audio
 from gsenet.config import ConfigError
 from gsenet.errors import DataError
+from gsenet.progress import progress_bar
 from gsenet.speech import NOISE_KINDS, SourceCorpus, procedural_noise, procedural_speech, random_speaker
 
 SCHEMES = ("paper", "array")
@@ -508,35 +507,6 @@ def _write_json(path: Path, data: dict) -> None:
 # ----------------------------------------------------------------------------------------------
 # A dataset
 # ----------------------------------------------------------------------------------------------
-class Progress:
-    """A small stderr progress bar: redraws in place on a terminal, prints every ~10% otherwise."""
-
-    def __init__(self, total: int, label: str, stream=None, enabled: bool = True):
-        self.total, self.label, self.done = total, label, 0
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and total > 0
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.start = time.monotonic()
-        self._last_tenth = -1
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        if not self.enabled or self.done == 0:
-            return
-        elapsed = time.monotonic() - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        filled = int(30 * self.done / self.total)
-        line = f"{self.label} [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {rate * 60:.0f}/min eta {eta:.0f}s"
-        tenth = 10 * self.done // self.total
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if self.done >= self.total else ""))
-        elif tenth != self._last_tenth:
-            self.stream.write(line + "\n")
-        self._last_tenth = tenth
-        self.stream.flush()
-
-
 _WORKER: dict = {}
 
 
@@ -621,21 +591,21 @@ def simulate_dataset(
     plan = recording_plan(recordings, cfg.split_fractions)
     _prepare_output(out, _manifest(cfg, recordings, seed, plan), overwrite)
     todo = [(i, split, name) for i, split, name in plan if not (out / split / name / "meta.json").is_file()]
-    bar = Progress(len(plan), f"simulate {cfg.scheme}", enabled=progress)
-    bar.update(len(plan) - len(todo))
     jobs = [(i, split, name, seed, cfg, str(out)) for i, split, name in todo]
-    if workers <= 1 or len(jobs) <= 1:
-        _init_worker(cfg)
-        for job in jobs:
-            _make_one(job)
-            bar.update()
-    else:
-        import multiprocessing as mp
-
-        # spawn: workers do not inherit threads or large state from the parent (e.g. torch, Ray).
-        with mp.get_context("spawn").Pool(min(workers, len(jobs)), _init_worker, (cfg,)) as pool:
-            for _ in pool.imap_unordered(_make_one, jobs):
+    with progress_bar(len(plan), f"simulate {cfg.scheme}", enabled=progress, unit="rec") as bar:
+        bar.update(len(plan) - len(todo))  # made by an earlier, interrupted run
+        if workers <= 1 or len(jobs) <= 1:
+            _init_worker(cfg)
+            for job in jobs:
+                _make_one(job)
                 bar.update()
+        else:
+            import multiprocessing as mp
+
+            # spawn: workers do not inherit threads or large state from the parent (e.g. torch, Ray).
+            with mp.get_context("spawn").Pool(min(workers, len(jobs)), _init_worker, (cfg,)) as pool:
+                for _ in pool.imap_unordered(_make_one, jobs):
+                    bar.update()
     return out
 
 

@@ -102,18 +102,42 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+# MLflow 3's UI opens an experiment in its GenAI mode unless this tag says it holds model training.
+EXPERIMENT_KIND_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def get_or_create_experiment(uri: str, name: str) -> str:
     client = _client(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        for key, value in EXPERIMENT_KIND_TAGS.items():
+            if key not in experiment.tags:  # made by an older gsenet: open it in the training mode too
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=default_artifact_location(uri))
+        return client.create_experiment(
+            name, artifact_location=default_artifact_location(uri), tags=EXPERIMENT_KIND_TAGS
+        )
     except Exception:  # created concurrently by another trial
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def find_run_by_key(uri: str, experiment: str, run_key: str) -> tuple[str, str] | None:
+    """(experiment id, run id) of the newest run of a training run (its storage path + name), or None."""
+    client = _client(uri)
+    found_experiment = client.get_experiment_by_name(experiment)
+    if found_experiment is None:
+        return None
+    found = client.search_runs(
+        [found_experiment.experiment_id],
+        filter_string=f"tags.`{RUN_KEY_TAG}` = '{_quote(run_key)}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return (found_experiment.experiment_id, found[0].info.run_id) if found else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -318,7 +342,10 @@ class GSENetPyfunc(mlflow.pyfunc.PythonModel):
 
         self.model, _ = load_model(context.artifacts["model"])
 
-    def predict(self, context, model_input, params=None):
+    # The input is really a dict of arrays. MLflow warns on every import when `predict` has no type
+    # hint, and rejects hints it cannot turn into a schema (dict[...]); np.ndarray is one it accepts
+    # without validating anything, exactly like no hint. The logged signature validates the input.
+    def predict(self, context, model_input: np.ndarray, params=None):
         from gsenet.inference import enhance_arrays
 
         if not isinstance(model_input, dict) or not {"beam", "ref"} <= set(model_input):

@@ -35,6 +35,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 DEFAULT_STORAGE = "gsenet_runs"
 # MLflow's HTTP client retries for minutes by default; a training worker should warn and move on.
 WORKER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# Train V2 routes a worker's print() to its logger *and* to the wrapped stdout: every line twice.
+WORKER_ENV["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ global active run, no `mlflow.set_experiment` side effects on the environment.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,24 @@ def finish_trial_run(
         mlflow.set_terminated(extra.info.run_id, RUN_STATUS[state])
     mlflow.set_terminated(run_id, RUN_STATUS[state])
     return run_id
+
+
+def name_run(uri: str, run_id: str, name: str) -> None:
+    """Rename a run (trial child runs get short names that say what differs; see SearchSpace.trial_label).
+
+    Best effort: a run keeps its long name rather than a trial failing over a transient MLflow error."""
+    try:
+        client(uri).update_run(run_id, name=name)
+    except Exception as exc:
+        logging.getLogger("search.mlflow_runs").warning("could not rename MLflow run %s to %r: %s", run_id, name, exc)
+
+
+NOTE_TAG = "mlflow.note.content"  # the run page's Description, rendered as markdown by the MLflow UI
+
+
+def set_run_note(uri: str, run_id: str, markdown: str) -> None:
+    """Set the run's description (e.g. the sweep's summary on the parent run's page)."""
+    client(uri).set_tag(run_id, NOTE_TAG, markdown)
 
 
 def log_artifacts(uri: str, run_id: str, folder: Path, artifact_path: str | None = None) -> None:

@@ -176,6 +176,19 @@ class SearchSpace:
             ]
         return []
 
+    def trial_label(self, trial_id: str, params: dict[str, Any]) -> str:
+        """A short run name that says what differs, e.g. `t03 w0.75 d3 si0.4` (the MLflow UI cuts
+        long names off). A choice of lists shows its index in the space file (`ws1`)."""
+        number = trial_id.rsplit("_", 1)[-1]
+        parts = [f"t{int(number):02d}" if number.isdigit() else trial_id]
+        for param in self.parameters:
+            if param.key in params:
+                value = params[param.key]
+                if isinstance(value, (list, tuple)) and param.type == "choice":
+                    value = [_freeze(v) for v in param.values].index(_freeze(value))
+                parts.append(f"{short_name(param.key)}{_short_value(value)}")
+        return " ".join(parts)
+
     def with_fixed(self, extra: dict[str, Any]) -> SearchSpace:
         """A copy with more fixed overrides (CLI flags such as --workers-per-trial), re-validated."""
         searched = {p.key for p in self.parameters}
@@ -185,6 +198,36 @@ class SearchSpace:
         space = dataclasses.replace(self, fixed={**self.fixed, **extra})
         _check_against_config(space, f"{self.source} (with the command-line settings)")
         return space
+
+
+# Short names of the searched keys in run names; others get the initials of their last part.
+SHORT_NAMES = {
+    "model.widths": "ws",
+    "model.width_multiplier": "w",
+    "model.dilation_depth": "d",
+    "model.skip_connection": "",  # its values (concat / add) say it
+    "loss.si_sdr": "si",
+    "loss.multires_stft": "stft",
+    "loss.compressed_spectral": "cs",
+    "loss.compress_exponent": "cx",
+    "optim.lr": "lr",
+}
+
+
+def short_name(key: str) -> str:
+    if key in SHORT_NAMES:
+        return SHORT_NAMES[key]
+    return "".join(part[:1] for part in key.rsplit(".", 1)[-1].split("_"))
+
+
+def _short_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:.2g}"
+    if isinstance(value, (list, tuple)):
+        return "-".join(_short_value(v) for v in value)
+    return str(value)
 
 
 # ----------------------------------------------------------------------------------------------

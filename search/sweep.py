@@ -114,6 +114,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         mlflow_parent_run_id=ctx.parent_run_id,
         mlflow_tags={mlflow_runs.TRIAL_ID_TAG: trial_id, mlflow_runs.SWEEP_TAG: ctx.sweep_name},
     )
+    mlflow_runs.name_run(*trainer.gsenet_mlflow, ctx.space.trial_label(trial_id, config))
     trainer.fit()
 
 

@@ -1,4 +1,5 @@
-"""`gsenet data check PATH` (lint a dataset) and `gsenet data fetch gs://...` (fill the local cache).
+"""`gsenet data check PATH` (lint a dataset), `gsenet data align SRC DST` (fix a beamformer offset)
+and `gsenet data fetch gs://...` (fill the local cache).
 
 PATH is a local folder or gs://bucket/prefix. `check` prints a summary table (or --json) and exits
 1 when the dataset has errors, the same errors that make `gsenet train` refuse it.
@@ -19,6 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--cache-dir", help="local cache for gs:// data (data.cache_dir; default ~/.cache/gsenet)")
     check.add_argument("--no-cache", action="store_true", help="re-read every recording, even unchanged ones")
     _config_arguments(check)
+    align = sub.add_parser(
+        "align", help="write a copy of a dataset with the beamformer aligned to the reference mic (GCC-PHAT)"
+    )
+    align.add_argument("src", help="dataset root (folder with train/ val/ test/)")
+    align.add_argument("dst", help="new folder for the aligned copy (must not exist)")
+    align.add_argument(
+        "--tolerance-ms", type=float, default=2.0, help="refuse a recording whose delay varies more (default 2)"
+    )
+    align.add_argument("--dry-run", action="store_true", help="measure and report, write nothing")
+    _config_arguments(align)
     fetch = sub.add_parser("fetch", help="download gs://bucket/prefix into the local cache and print its path")
     fetch.add_argument("path", help="gs://bucket/prefix")
     fetch.add_argument("--cache-dir", help="local cache (data.cache_dir; default ~/.cache/gsenet)")
@@ -34,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
         return _check(args)
     if args.data_command == "fetch":
         return _fetch(args)
-    print("usage: gsenet data {check,fetch} PATH ...  (see `gsenet data check --help`)")
+    if args.data_command == "align":
+        return _align(args)
+    print("usage: gsenet data {check,align,fetch} PATH ...  (see `gsenet data check --help`)")
     return 2
 
 
@@ -63,4 +76,34 @@ def _fetch(args: argparse.Namespace) -> int:
 
     result = sync_gcs_prefix(args.path, args.cache_dir or "")
     print(f"{result.objects} objects ({result.downloaded} downloaded now) at {result.path}")
+    return 0
+
+
+def _align(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gsenet.align import align_dataset, plan_dataset
+    from gsenet.config import ExperimentConfig, apply_overrides, load_yaml
+    from gsenet.errors import DataError
+    from gsenet.progress import tracked
+
+    cfg = apply_overrides(load_yaml(args.config) if args.config else ExperimentConfig(), list(args.overrides or []))
+    src, dst = Path(args.src), Path(args.dst)
+    if dst.exists():
+        raise DataError(f"{dst} already exists; pick a new folder (the aligned copy never overwrites)")
+    plans = plan_dataset(src, cfg.data, args.tolerance_ms)
+    for plan in plans:
+        print(plan.describe())
+    refused = [p.recording for p in plans if p.problem]
+    if refused:
+        raise DataError(
+            f"{len(refused)} of {len(plans)} recording(s) cannot be aligned ({', '.join(refused[:10])}); "
+            f"nothing was written. Fix or remove them in {src}, or raise --tolerance-ms"
+        )
+    shifted = sum(1 for p in plans if p.delay_samples)
+    if args.dry_run:
+        print(f"dry run: {shifted} of {len(plans)} recordings would be shifted; nothing written")
+        return 0
+    align_dataset(src, dst, cfg.data, plans, progress=lambda items: tracked(items, "align", unit="rec"))
+    print(f"wrote {dst}: {len(plans)} recordings, {shifted} shifted; check it with `gsenet data check {dst}`")
     return 0

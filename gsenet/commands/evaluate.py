@@ -29,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from gsenet.inference import evaluate_model, format_table, load_model, summarize, write_csv
     from gsenet.storage import resolve_data_root
 
+    if args.streaming:
+        from gsenet.commands.enhance import one_thread_for_streaming
+
+        one_thread_for_streaming()
     model, cfg = load_model(args.model, tracking_uri=args.mlflow_uri)
     data_cfg = cfg.data if isinstance(cfg, ExperimentConfig) else DataConfig()
     root = resolve_data_root(args.data, data_cfg.cache_dir)

@@ -49,10 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gsenet.preflight import check_tracking
     from search.space import load_space
-    from search.sweep import load_plan, new_plan, run_sweep
 
     if args.resume:
+        from search.sweep import load_plan, run_sweep
+
         plan = load_plan(args.resume, args.storage_path)
         print(f"resuming sweep {plan.name} from {plan.experiment_path}")
         run_sweep(plan, resume=True, address=args.address, interval_s=args.progress_every)
@@ -72,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         register_model=args.register_model,
     )
+    if cli_fixed.get("data.path"):  # before the heavy imports (torch, MLflow) and Ray: errors in seconds
+        check_data(space.with_fixed(cli_fixed).base())
+        check_tracking(args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI", ""))
+    from search.sweep import new_plan, run_sweep
+
     plan = new_plan(
         space,
         settings,
@@ -85,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     if not cli_fixed.get("data.path"):
         plan.cli_fixed["data.path"] = smoke_data(plan.storage_path) if args.smoke_test else _no_data()
-    check_data(plan)
+        check_data(plan.space().base())
+    check_tracking(plan.mlflow_uri)  # before Ray starts: an unreachable server fails in seconds
     run_sweep(plan, address=args.address, interval_s=args.progress_every)
     return 0
 
@@ -132,13 +140,12 @@ def smoke_data(storage_path: str) -> str:
     return str(root.resolve())
 
 
-def check_data(plan) -> None:
+def check_data(cfg) -> None:
     """Check a local dataset once, before Ray starts (gs:// data is checked by each trial)."""
     from pathlib import Path
 
     from gsenet.checks import check_dataset
 
-    cfg = plan.space().base()
     if "://" in cfg.data.path:
         return
     report = check_dataset(Path(cfg.data.path), cfg.data, cfg.model.sample_rate)

@@ -68,14 +68,19 @@ def share_local_cpus(cfg, num_cpus: float):
 def run(args: argparse.Namespace) -> int:
     import os
 
-    import ray
+    from gsenet.preflight import absolute_local_paths, check_before_training
+
+    # Config, paths and the MLflow server are checked before Ray starts (tens of seconds).
+    cfg = absolute_local_paths(build_config(args))
+    check_before_training(cfg)
 
     from gsenet.train import fit, init_ray
 
-    cfg = build_config(args)
     local = not os.environ.get("RAY_ADDRESS")
     init_ray()  # $RAY_ADDRESS when set, else a local Ray
     if local and not cpus_per_worker_given(args):
+        import ray
+
         cfg = share_local_cpus(cfg, ray.cluster_resources().get("CPU", 1))
         print(f"gsenet: local Ray, {cfg.train.cpus_per_worker:g} CPU(s) per worker (set --cpus-per-worker to change)")
     result = fit(cfg)
@@ -88,4 +93,28 @@ def run(args: argparse.Namespace) -> int:
     best = result.get_best_checkpoint(metric, mode) if result.best_checkpoints else None
     print(f"latest checkpoint: {result.checkpoint.path if result.checkpoint else None}")
     print(f"best checkpoint:   {best.path if best else None} (by {metric}, {mode})")
+    for line in mlflow_lines(cfg):
+        print(line)
     return 0
+
+
+def mlflow_lines(cfg) -> list[str]:
+    """Where the run's MLflow record is and the command that opens it (found by the run's key tag)."""
+    from gsenet import tracking
+    from gsenet.storage import open_storage_filesystem
+    from gsenet.train import DEFAULT_STORAGE, default_run_name
+
+    uri = tracking.resolve_tracking_uri(cfg.tracking.mlflow_uri)
+    name = default_run_name(cfg)
+    run_key = f"{cfg.train.storage_path or open_storage_filesystem(DEFAULT_STORAGE)[1]}/{name}"
+    run = tracking.find_run_by_key(uri, cfg.tracking.experiment, run_key)
+    if run is None:
+        return [f"MLflow: no run found for {run_key} at {uri}"]
+    experiment_id, run_id = run
+    if uri.startswith(("http://", "https://")):
+        return [f"MLflow run {run_id}: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"]
+    ui = "gsenet ui" if uri == tracking.resolve_tracking_uri("") else f"gsenet ui --mlflow-uri {uri}"
+    return [
+        f"MLflow run {run_id} in {uri}",
+        f"open it: `{ui}`, then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}",
+    ]
