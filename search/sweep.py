@@ -414,6 +414,9 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
         mlflow_runs.log_artifacts(plan.mlflow_uri, plan.parent_run_id, folder)
         mlflow_runs.log_metrics(plan.mlflow_uri, plan.parent_run_id, {**result.summary_metrics(), "wall_s": wall_s})
         reporting.register_best(result, plan.mlflow_uri, plan.parent_run_id, settings.register_model)
+    summary = reporting.format_summary(result, plan)
+    if plan.parent_run_id:  # the parent run's page in the UI shows the summary as its description
+        mlflow_runs.set_run_note(plan.mlflow_uri, plan.parent_run_id, f"```\n{summary.strip()}\n```")
         mlflow_runs.end_run(plan.mlflow_uri, plan.parent_run_id, "FINISHED")
-    print(reporting.format_summary(result, plan), flush=True)
+    print(summary, flush=True)
     return result

@@ -194,6 +194,7 @@ def test_every_figure_in_the_summary_matches_mlflow(sweep, mlflow_server):  # no
     assert f"(beamformer {at_best['val_si_sdr_beam']:.2f} dB)" in line
     parent = client.get_run(plan.parent_run_id)
     assert parent.data.metrics["best_val_si_sdr"] == pytest.approx(at_best["val_si_sdr"], abs=1e-6)
+    assert line in parent.data.tags["mlflow.note.content"]  # the summary is the parent's description
     checkpoint = next(li for li in printed.splitlines() if li.startswith("Best checkpoint:")).split(":", 1)[1].strip()
     assert (Path(checkpoint) / "checkpoint.pt").is_file()  # it exists: Ray kept it (same metric)
     assert val_si_sdr(checkpoint, Path(plan.cli_fixed["data.path"]), mlflow_server.uri) == pytest.approx(
