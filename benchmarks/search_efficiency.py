@@ -113,6 +113,7 @@ class SimTrial:
     trial_id: str  # all that ASHA reads of a Tune Trial
     params: dict[str, Any]
     epoch: int = 0
+    last_result: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,21 +139,27 @@ class PlainTune:
         trial = self.running[trial_id] = SimTrial(trial_id, params)
         self.scheduler.on_trial_add(None, trial)
 
-    def report(self, trial_id: str) -> str:
+    def report(self, trial_id: str, finish_last: bool = True) -> str:
+        """One epoch of a running trial. Under Ray, a trial that ran its last epoch without being
+        stopped finishes on Tune's next "done" result, which may come after other trials' results:
+        `finish_last=False` leaves that to `finish` (ray-check replays Ray's order)."""
         trial = self.running[trial_id]
         trial.epoch += 1
         value = self.problem.loss(trial.params, trial.epoch)
         self.results.append((trial_id, trial.epoch, value))
         result = {"epoch": trial.epoch, METRIC: value, "training_iteration": trial.epoch}
+        trial.last_result = result
         decision = self.scheduler.on_trial_result(None, trial, result)
         if decision != TrialScheduler.STOP:
             self.searcher.on_trial_result(trial_id, result)  # Tune tells the searcher only if not stopped
-        if decision == TrialScheduler.STOP or trial.epoch >= self.problem.max_epochs:
-            # Stopped, or the trainable returned after its last epoch (Tune's "done" result).
-            self.scheduler.on_trial_complete(None, trial, result)
-            self.searcher.on_trial_complete(trial_id, result)
-            del self.running[trial_id]
+        if decision == TrialScheduler.STOP or (finish_last and trial.epoch >= self.problem.max_epochs):
+            self.finish(trial_id)
         return decision
+
+    def finish(self, trial_id: str) -> None:
+        trial = self.running.pop(trial_id)
+        self.scheduler.on_trial_complete(None, trial, trial.last_result)
+        self.searcher.on_trial_complete(trial_id, trial.last_result)
 
 
 def simulate(problem: Problem, settings: SweepSettings, budget: int) -> PlainTune:
@@ -317,7 +324,9 @@ def replay(ray_log: list[list], method: str, seed: int, concurrency: int, max_ep
         if entry[0] == "suggest":
             tune.start(entry[1])
         elif entry[0] == "result":
-            tune.report(entry[1])
+            tune.report(entry[1], finish_last=False)
+        elif entry[0] == "told" and entry[1] in tune.running:
+            tune.finish(entry[1])
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
