@@ -1,7 +1,8 @@
 """Search efficiency: the sweep's searcher + scheduler against random search, and platform overhead.
 
-    nice -n 10 .venv/bin/python benchmarks/search_efficiency.py efficiency --seeds 20   # ~15 min, 1 core
-    nice -n 10 .venv/bin/python benchmarks/search_efficiency.py ray-check --seeds 3     # ~3 min
+    nice -n 10 .venv/bin/python benchmarks/search_efficiency.py efficiency   # 20 seeds, K=2 and 8: ~6 min CPU
+    nice -n 10 .venv/bin/python benchmarks/search_efficiency.py ray-check --seeds 2   # 8 real Ray sweeps, ~10 min
+    .venv/bin/python benchmarks/search_efficiency.py diagnose                         # early-epoch ranking, TPE split
     .venv/bin/python benchmarks/search_efficiency.py overhead                           # real tiny GSENet sweep
 
 efficiency: the multi-fidelity Hartmann benchmarks of mf-prior-bench (mfh3/mfh6, good/bad: how well
@@ -698,7 +699,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="sweep settings for every method but random: key=value")
     parser.add_argument("--figure", default="", help="where to save the plot (default: OUT/efficiency.png)")
     parser.add_argument("--check-methods", nargs="+", default=["default", "random"], choices=list(METHODS))
-    parser.add_argument("--check-budget", type=int, default=72, help="ray-check: trial-epochs per sweep")
+    parser.add_argument("--check-budget", type=int, default=160, help="ray-check: trial-epochs per sweep")
     parser.add_argument("--check-epochs", type=int, default=12, help="ray-check: epochs of a full trial")
     parser.add_argument("--inputs", nargs="+", default=[], help="merge: efficiency.json files")
     parser.add_argument("--diag-seeds", type=int, default=5, help="diagnose: sweeps per method for the TPE split")
