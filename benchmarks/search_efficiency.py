@@ -1,7 +1,8 @@
 """Search efficiency: the sweep's searcher + scheduler against random search, and platform overhead.
 
-    nice -n 10 .venv/bin/python benchmarks/search_efficiency.py efficiency --seeds 20   # ~15 min, 1 core
-    nice -n 10 .venv/bin/python benchmarks/search_efficiency.py ray-check --seeds 3     # ~3 min
+    nice -n 10 .venv/bin/python benchmarks/search_efficiency.py efficiency   # 20 seeds, K=2 and 8: ~6 min CPU
+    nice -n 10 .venv/bin/python benchmarks/search_efficiency.py ray-check --seeds 2   # 8 real Ray sweeps, ~10 min
+    .venv/bin/python benchmarks/search_efficiency.py diagnose                         # early-epoch ranking, TPE split
     .venv/bin/python benchmarks/search_efficiency.py overhead                           # real tiny GSENet sweep
 
 efficiency: the multi-fidelity Hartmann benchmarks of mf-prior-bench (mfh3/mfh6, good/bad: how well
@@ -113,6 +114,7 @@ class SimTrial:
     trial_id: str  # all that ASHA reads of a Tune Trial
     params: dict[str, Any]
     epoch: int = 0
+    last_result: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,21 +140,27 @@ class PlainTune:
         trial = self.running[trial_id] = SimTrial(trial_id, params)
         self.scheduler.on_trial_add(None, trial)
 
-    def report(self, trial_id: str) -> str:
+    def report(self, trial_id: str, finish_last: bool = True) -> str:
+        """One epoch of a running trial. Under Ray, a trial that ran its last epoch without being
+        stopped finishes on Tune's next "done" result, which may come after other trials' results:
+        `finish_last=False` leaves that to `finish` (ray-check replays Ray's order)."""
         trial = self.running[trial_id]
         trial.epoch += 1
         value = self.problem.loss(trial.params, trial.epoch)
         self.results.append((trial_id, trial.epoch, value))
         result = {"epoch": trial.epoch, METRIC: value, "training_iteration": trial.epoch}
+        trial.last_result = result
         decision = self.scheduler.on_trial_result(None, trial, result)
         if decision != TrialScheduler.STOP:
             self.searcher.on_trial_result(trial_id, result)  # Tune tells the searcher only if not stopped
-        if decision == TrialScheduler.STOP or trial.epoch >= self.problem.max_epochs:
-            # Stopped, or the trainable returned after its last epoch (Tune's "done" result).
-            self.scheduler.on_trial_complete(None, trial, result)
-            self.searcher.on_trial_complete(trial_id, result)
-            del self.running[trial_id]
+        if decision == TrialScheduler.STOP or (finish_last and trial.epoch >= self.problem.max_epochs):
+            self.finish(trial_id)
         return decision
+
+    def finish(self, trial_id: str) -> None:
+        trial = self.running.pop(trial_id)
+        self.scheduler.on_trial_complete(None, trial, trial.last_result)
+        self.searcher.on_trial_complete(trial_id, trial.last_result)
 
 
 def simulate(problem: Problem, settings: SweepSettings, budget: int) -> PlainTune:
@@ -317,7 +325,9 @@ def replay(ray_log: list[list], method: str, seed: int, concurrency: int, max_ep
         if entry[0] == "suggest":
             tune.start(entry[1])
         elif entry[0] == "result":
-            tune.report(entry[1])
+            tune.report(entry[1], finish_last=False)
+        elif entry[0] == "told" and entry[1] in tune.running:
+            tune.finish(entry[1])
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -689,7 +699,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="sweep settings for every method but random: key=value")
     parser.add_argument("--figure", default="", help="where to save the plot (default: OUT/efficiency.png)")
     parser.add_argument("--check-methods", nargs="+", default=["default", "random"], choices=list(METHODS))
-    parser.add_argument("--check-budget", type=int, default=72, help="ray-check: trial-epochs per sweep")
+    parser.add_argument("--check-budget", type=int, default=160, help="ray-check: trial-epochs per sweep")
     parser.add_argument("--check-epochs", type=int, default=12, help="ray-check: epochs of a full trial")
     parser.add_argument("--inputs", nargs="+", default=[], help="merge: efficiency.json files")
     parser.add_argument("--diag-seeds", type=int, default=5, help="diagnose: sweeps per method for the TPE split")

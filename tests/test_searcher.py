@@ -143,3 +143,54 @@ def test_asha_stops_the_worse_trials_at_a_rung_and_never_before_its_bracket_star
     assert 5 < len(late) < 35  # both brackets are used
     for i, trial in enumerate(late):  # bracket 1's first rung is at 4 epochs: epoch 2 never stops
         assert hyperband.on_trial_result(None, trial, {"epoch": 2, "val_loss": 100.0 + i}) == "CONTINUE"
+
+
+def load_benchmark():
+    """benchmarks/search_efficiency.py as a module (benchmarks/ is not a package)."""
+    import importlib.util
+    import sys
+
+    if "search_efficiency" not in sys.modules:
+        path = Path(__file__).parents[1] / "benchmarks" / "search_efficiency.py"
+        spec = importlib.util.spec_from_file_location("search_efficiency", path)
+        sys.modules["search_efficiency"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["search_efficiency"])
+    return sys.modules["search_efficiency"]
+
+
+def test_benchmark_budget_curves_against_a_plain_reference():
+    """search_efficiency's best-so-far curve and "budget to reach" against a direct recomputation."""
+    bench = load_benchmark()
+    rng = random.Random(0)
+    results = [(f"t{i % 7}", rng.choice([3, 20, 20]), rng.random()) for i in range(200)]  # (trial, epoch, value)
+    budget = 200
+    curve = bench.best_curve(results, 20, budget)
+    for fraction, best in zip(bench.GRID, curve, strict=True):
+        used = results[: round(fraction * budget)]
+        assert best == min((v for _, e, v in used if e >= 20), default=math.inf)
+    steps = bench.improvements(results, 20, budget)
+    target = sorted(v for _, e, v in results if e >= 20)[5]  # the 6th best full-length value
+    first = next(i for i, (_, e, v) in enumerate(results, start=1) if e >= 20 and v <= target)
+    assert bench.reach(steps, target) == first / budget
+    assert bench.reach(steps, -1.0) == math.inf
+
+
+def test_plain_loop_spends_the_budget_and_finishes_what_asha_does_not_stop():
+    """The benchmark's Tune stand-in: K trials at a time, every epoch counted once, Optuna told
+    COMPLETE exactly for the trials that ran all epochs and PRUNED for the ones ASHA stopped."""
+    bench = load_benchmark()
+    problem = bench.make_problem("mfh3_good", seed=0, max_epochs=8)
+    settings = bench.method_settings("default", seed=0, max_concurrent=3, overrides={"grace_period": 2})
+    tune = bench.simulate(problem, settings, budget=120)
+    assert len(tune.results) == 120 and len(tune.running) <= 3
+    reached = {}
+    for trial_id, epoch, _ in tune.results:
+        assert epoch == reached.get(trial_id, 0) + 1  # one epoch at a time, none twice
+        reached[trial_id] = epoch
+    by_id = {t.user_attrs["ray_trial_id"]: t for t in tune.searcher._ot_study.trials}
+    for trial_id, epoch in reached.items():
+        if trial_id in tune.running:
+            continue
+        expected = TrialState.COMPLETE if epoch == 8 else TrialState.PRUNED
+        assert by_id[trial_id].state == expected, (trial_id, epoch)
+    assert any(e < 8 for t, e in reached.items() if t not in tune.running)  # ASHA did stop some
