@@ -41,6 +41,7 @@ sweep:
   scheduler: asha
   grace_period: 1
   reduction_factor: 2
+  brackets: 1
   searcher: random
   seed: 3
   register_model: ""
