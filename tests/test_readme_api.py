@@ -34,8 +34,8 @@ def test_python_api_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
     from mlflow import MlflowClient
 
     run_id = MlflowClient(uri).create_run(tracking.get_or_create_experiment(uri, "readme")).info.run_id
-    tracking.log_pyfunc_model(uri, run_id, folder, "best_model", register_as="gsenet-best")
-    MlflowClient(uri).set_registered_model_alias("gsenet-best", "best", "1")  # as a sweep marks its best trial
+    tracking.log_pyfunc_model(uri, run_id, folder, "best_model")
+    assert tracking.register_model(uri, run_id, "gsenet-best") == ("models:/gsenet-best@best", "1")  # as a sweep does
 
     namespace: dict = {}
     exec(compile(readme_block("Python API for notebooks"), "README.md", "exec"), namespace)  # noqa: S102
