@@ -111,10 +111,9 @@ def mlflow_lines(cfg) -> list[str]:
     if run is None:
         return [f"MLflow: no run found for {run_key} at {uri}"]
     experiment_id, run_id = run
+    # workflowType: MLflow 3's UI opens in its GenAI mode in a fresh browser, whatever the experiment.
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
     if uri.startswith(("http://", "https://")):
-        return [f"MLflow run {run_id}: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"]
+        return [f"MLflow run {run_id}: {uri.rstrip('/')}/{page}"]
     ui = "gsenet ui" if uri == tracking.resolve_tracking_uri("") else f"gsenet ui --mlflow-uri {uri}"
-    return [
-        f"MLflow run {run_id} in {uri}",
-        f"open it: `{ui}`, then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}",
-    ]
+    return [f"MLflow run {run_id} in {uri}", f"open it: `{ui}`, then http://127.0.0.1:5000/{page}"]

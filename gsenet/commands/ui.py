@@ -73,7 +73,8 @@ def _serve(server: subprocess.Popen, url: str) -> int:
             return server.wait(timeout=1.0)
         if not ready and _answers(f"{url}/health"):
             ready = True
-            print(f"MLflow UI ready: {url}", flush=True)
+            # workflowType: a fresh browser would open MLflow 3's GenAI mode, not the training runs.
+            print(f"MLflow UI ready: {url}  (training runs: {url}/#/?workflowType=machine_learning)", flush=True)
 
 
 def _answers(url: str) -> bool:
