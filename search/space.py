@@ -52,7 +52,7 @@ class SpaceError(ConfigError):
 class SweepSettings:
     """How a sweep runs. Defaults here < the space file's `sweep:` section < CLI flags."""
 
-    metric: str = "val_loss"  # any metric the training reports each epoch
+    metric: str = "val_si_sdr"  # any metric of METRIC_MODES; the true SI-SDR ranks trials whatever the loss weights
     mode: str = ""  # "min" or "max" ("" = the metric's natural direction)
     num_samples: int = 16  # trials in total (a resumed sweep keeps this total)
     max_concurrent: int = 2  # trials running at once

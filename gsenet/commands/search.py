@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--max-epochs", type=int, help="epochs of a trial that is never stopped (train.epochs)")
     how.add_argument("--grace-period", type=int, help="ASHA: epochs before a trial can be stopped")
     how.add_argument("--reduction-factor", type=int, help="ASHA: keep 1/this at each rung")
-    how.add_argument("--metric", help="reported metric to optimise (default val_loss)")
+    how.add_argument("--brackets", type=int, help="ASHA brackets (asynchronous HyperBand; 1 = plain ASHA)")
+    how.add_argument("--metric", help="reported metric to optimise (default: the space file's, else val_si_sdr)")
     how.add_argument("--mode", choices=("min", "max"), help="default: the metric's natural direction")
     how.add_argument("--searcher", choices=("tpe", "random"), help="Optuna sampler (default tpe)")
     how.add_argument("--scheduler", choices=("asha", "fifo"), help="early stopping (default asha)")
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         time_budget_h=args.time_budget_h,
         grace_period=args.grace_period,
         reduction_factor=args.reduction_factor,
+        brackets=args.brackets,
         metric=args.metric,
         mode=args.mode,
         searcher=args.searcher,
