@@ -289,6 +289,27 @@ def cpu_state(module: torch.nn.Module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
+def train_step(
+    forward, parameters, loss_fn, optimizer, batch: dict, device, autocast_dtype: torch.dtype | None, grad_clip: float
+) -> torch.Tensor:
+    """One optimizer step on a collated batch: forward under autocast, the loss in float32,
+    backward, optional clipping, step. Returns the detached loss; a non-finite loss is returned
+    before anything is updated (the caller says why). benchmarks/gpu_check.py times this function."""
+    beam, ref, target = (batch[k].to(device, non_blocking=True) for k in ("beam", "ref", "target"))
+    lengths = batch["lengths"].to(device)
+    with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        estimate = forward(beam, ref)
+    loss, _ = loss_fn(estimate.float(), target, lengths)
+    if not torch.isfinite(loss):
+        return loss.detach()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
 @dataclasses.dataclass
 class Progress:
     """Where the run is: what a checkpoint must restore besides the weights."""
@@ -474,21 +495,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
         loader = make_train_loader(train_set, cfg, progress.batch, world)
         loss_sum, loss_count, t0, t_steps = 0.0, 0, time.perf_counter(), 0
         for batch in loader:
-            beam, ref, target = (batch[k].to(device, non_blocking=True) for k in ("beam", "ref", "target"))
-            lengths = batch["lengths"].to(device)
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                estimate = step_fn(beam, ref)
-            loss, _ = loss_fn(estimate.float(), target, lengths)
+            loss = train_step(
+                step_fn, model.parameters(), loss_fn, optimizer, batch, device, autocast_dtype, o.grad_clip
+            )
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"non-finite loss ({loss.item()}) at step {progress.step + 1} (epoch {progress.epoch}, "
                     f"rank {rank}); lower optim.lr (now {o.lr}) or set optim.grad_clip, and check the data"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if o.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            optimizer.step()
             scheduler.step()
             progress.step += 1
             progress.batch += 1
