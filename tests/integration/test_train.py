@@ -31,7 +31,7 @@ def tiny_overrides(data: Path, storage: Path, mlflow_uri: str, name: str) -> dic
         "data.batch_size": 4,
         "model.widths": [4, 4, 8, 8, 8, 8],
         "model.dilation_depth": 1,
-        "optim.lr": 3e-3,
+        "optim.lr": 3e-4,  # the residual mask starts at the beam: a gentle rate keeps the tiny run improving
         "optim.warmup_steps": 2,
         "train.epochs": EPOCHS,
         "train.steps_per_epoch": STEPS,
@@ -137,7 +137,7 @@ def test_mlflow_run_has_params_metrics_audio_and_models(trained, mlflow_server):
     client, run = mlflow_run(mlflow_server.uri, "tiny")
     assert run.info.status == "FINISHED"
     assert run.data.params["model.widths"] == "[4, 4, 8, 8, 8, 8]"
-    assert run.data.params["optim.lr"] == "0.003"
+    assert run.data.params["optim.lr"] == "0.0003"
     val_loss = client.get_metric_history(run.info.run_id, "val_loss")
     assert [m.step for m in val_loss] == [STEPS, 2 * STEPS, 3 * STEPS]
     run_id = run.info.run_id
