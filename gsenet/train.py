@@ -41,6 +41,25 @@ WORKER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEO
 # Driver side
 # ----------------------------------------------------------------------------------------------
 DRIVER_RESOURCE = "TRAIN_DRIVER"  # custom resource of the non-preemptible node that hosts Train drivers
+RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray binds 127.0.0.1 only
+
+
+def pin_ray_to_loopback() -> None:
+    """Make the Ray that this process starts listen on 127.0.0.1 only (gcs_server, raylet, workers,
+    dashboard agent), whatever was imported before.
+
+    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when `ray` is first imported (any
+    `import ray.tune` does it), and otherwise binds the machine's interface address even for a
+    single-machine instance. So: set the variable for the processes Ray spawns, and when ray is
+    already imported, also correct the constant it read (Ray looks it up at each use).
+    """
+    import os
+    import sys
+
+    os.environ[RAY_LOOPBACK_ENV] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 def init_ray(address: str = "", num_cpus: int | None = None) -> None:
@@ -57,9 +76,7 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
 
     address = address or os.environ.get("RAY_ADDRESS", "")
     if not address:
-        # A local Ray binds the machine's interface address unless told it is no cluster: keep
-        # every Ray process on loopback (read when ray is first imported, inherited by workers).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        pin_ray_to_loopback()
     import ray
 
     if ray.is_initialized():
