@@ -31,7 +31,6 @@ from gsenet.errors import GSENetError, TrainingError
 
 log = logging.getLogger("gsenet.train")
 
-CHECKPOINT_FILE = "checkpoint.pt"
 DEFAULT_STORAGE = "gsenet_runs"
 # MLflow's HTTP client retries for minutes by default; a training worker should warn and move on.
 WORKER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -121,10 +120,10 @@ def build_trainer(
     """A ready-to-fit TorchTrainer. Checks the dataset and creates the MLflow run first, so a broken
     dataset or an unreachable tracking server is a clear error before any worker starts."""
     import ray.train
-    from ray.train.torch import TorchTrainer
 
     from gsenet import tracking
     from gsenet.checks import check_dataset
+    from gsenet.failures import GSENetTrainer
     from gsenet.storage import open_storage_filesystem, resolve_data_root
 
     cfg = from_dict(to_dict(cfg))  # a validated private copy
@@ -155,7 +154,7 @@ def build_trainer(
     )
     use_gpu = cfg.train.gpus_per_worker > 0
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": cfg.train.gpus_per_worker} if use_gpu else {})}
-    trainer = TorchTrainer(
+    trainer = GSENetTrainer(  # a TorchTrainer that does not retry errors which cannot go away
         train_loop_per_worker,
         train_loop_config={
             "config": to_dict(cfg),
@@ -207,12 +206,11 @@ def fit(cfg: ExperimentConfig, **kwargs):
 
 def _user_error(exc: BaseException) -> BaseException:
     """The GSENetError a worker raised (Ray wraps it per rank), as its own type and message."""
-    candidates = [exc, *getattr(exc, "worker_failures", {}).values(), getattr(exc, "controller_failure", None)]
-    for error in candidates:
-        while error is not None:
-            if isinstance(error, GSENetError):
-                return type(error)(str(error))
-            error = error.__cause__ or getattr(error, "cause", None)
+    from gsenet.failures import find_user_error
+
+    error = find_user_error(exc)
+    if error is not None:
+        return type(error)(str(error))
     text = str(exc)  # a RayTaskError that could not re-create the original type
     for error_type in (TrainingError, GSENetError):
         marker = f"{error_type.__name__}: "
@@ -285,17 +283,100 @@ def make_train_loader(dataset, cfg: ExperimentConfig, start_batch: int, world_si
 
 
 def save_checkpoint(folder: Path, state: dict, cfg: ExperimentConfig) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(state, folder / CHECKPOINT_FILE)
-    (folder / "config.yaml").write_text(dump_yaml(cfg))
-    return folder
+    """checkpoint.pt + config.yaml, each written atomically, then the manifest with their sha256."""
+    from gsenet.checkpoint import write_checkpoint
+
+    return write_checkpoint(folder, state, {"config.yaml": dump_yaml(cfg)})
 
 
 def load_checkpoint(checkpoint) -> dict | None:
+    """The state of Ray's latest checkpoint, or, when that one is partial, truncated or garbled
+    (said by name), of the newest older checkpoint of the same run that verifies."""
     if checkpoint is None:
         return None
-    with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    from gsenet.checkpoint import CorruptCheckpointError, read_checkpoint
+
+    tried = []
+    for candidate in [checkpoint, *_older_checkpoints(checkpoint)]:
+        name = candidate.path.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            with candidate.as_directory() as folder:
+                state = read_checkpoint(folder, allow_unverified=not tried)
+        except (CorruptCheckpointError, OSError) as exc:
+            print(f"gsenet: checkpoint {candidate.path} is not usable: {exc}; trying the one before it", flush=True)
+            tried.append(name)
+            continue
+        if tried:
+            print(f"gsenet: resuming from {candidate.path} (skipped {', '.join(tried)})", flush=True)
+            state["progress"]["generation"] = state["progress"].get("generation", 0) + 1
+        return state
+    run = checkpoint.path.rstrip("/").rsplit("/", 1)[0]
+    raise TrainingError(
+        f"no usable checkpoint in {run} (tried {', '.join(tried)}); move the run folder away "
+        f"(or set train.name) to start over"
+    )
+
+
+def _older_checkpoints(checkpoint) -> list:
+    """The other checkpoint_* folders of `checkpoint`'s run, newest first, older than it."""
+    import pyarrow.fs
+    import ray.train
+
+    from gsenet.checkpoint import newest_first, order_key
+
+    run, name = checkpoint.path.rstrip("/").rsplit("/", 1)
+    try:
+        infos = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(run))
+    except OSError:
+        return []
+    names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory]
+    return [
+        ray.train.Checkpoint(path=f"{run}/{n}", filesystem=checkpoint.filesystem)
+        for n in newest_first(names)
+        if order_key(n) < order_key(name)
+    ]
+
+
+def checkpoint_folder_name(step: int, generation: int, suffix: str = "") -> str:
+    from gsenet.checkpoint import folder_name
+
+    return folder_name(step, generation, suffix)
+
+
+def commit_checkpoint(checkpoint, dir_name: str):
+    """Ray's checkpoint upload, made all-or-nothing: on a local filesystem the files go to a hidden
+    staging folder renamed into place; elsewhere (gs://) the manifest is copied last, so a folder
+    cut short never verifies. A failed upload leaves nothing behind; a full disk is one DiskFullError
+    naming the folder (never retried: it will not go away by itself)."""
+    import pyarrow.fs
+    import ray.train
+
+    from gsenet.checkpoint import MANIFEST, is_no_space, no_space_error
+
+    storage = ray.train.get_context().get_storage()
+    fs, source = storage.storage_filesystem, checkpoint.path
+    dest = storage.build_checkpoint_path_from_name(dir_name)
+    local = isinstance(fs, pyarrow.fs.LocalFileSystem)
+    target = f"{dest.rsplit('/', 1)[0]}/.staging-{dir_name}" if local else dest
+    try:
+        fs.create_dir(target)
+        for info in pyarrow.fs.LocalFileSystem().get_file_info(pyarrow.fs.FileSelector(source)):
+            if info.base_name != MANIFEST:
+                pyarrow.fs.copy_files(info.path, f"{target}/{info.base_name}", destination_filesystem=fs)
+        pyarrow.fs.copy_files(f"{source}/{MANIFEST}", f"{target}/{MANIFEST}", destination_filesystem=fs)
+        if local:
+            if fs.get_file_info(dest).type != pyarrow.fs.FileType.NotFound:
+                fs.delete_dir(dest)  # a same-name leftover (e.g. rewritten after a fall-back)
+            fs.move(target, dest)
+    except OSError as exc:
+        try:
+            fs.delete_dir(target)  # the staging folder, or the partial checkpoint (gs://)
+        except OSError:
+            pass
+        if is_no_space(exc):
+            raise no_space_error(dest, exc) from None
+        raise
+    return ray.train.Checkpoint(path=dest, filesystem=fs)
 
 
 def cpu_state(module: torch.nn.Module) -> dict:
@@ -311,6 +392,7 @@ class Progress:
     batch: int = 0  # batches of `epoch` already trained (mid-epoch checkpoints)
     best_val_loss: float = math.inf
     last_val_loss: float = math.inf
+    generation: int = 0  # times the run fell back past a corrupt checkpoint (new folders get _g<n>)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -454,7 +536,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             ray.train.report(
                 metrics,
                 checkpoint=ray.train.Checkpoint.from_directory(folder),
-                checkpoint_dir_name=f"checkpoint_{progress.step:08d}{suffix}",
+                checkpoint_dir_name=checkpoint_folder_name(progress.step, progress.generation, suffix),
+                checkpoint_upload_fn=commit_checkpoint,
             )
 
     audio_per_step = batch_size * world * train_set.segment / sr  # seconds of audio per optimizer step
@@ -471,10 +554,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 estimate = step_fn(beam, ref)
             loss, _ = loss_fn(estimate.float(), target, lengths)
             if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"non-finite loss ({loss.item()}) at step {progress.step + 1} (epoch {progress.epoch}, "
-                    f"rank {rank}); lower optim.lr (now {o.lr}) or set optim.grad_clip, and check the data"
-                )
+                raise non_finite_loss_error(loss.item(), batch, progress, rank, o)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if o.grad_clip > 0:
@@ -530,6 +610,32 @@ def train_loop_per_worker(loop_config: dict) -> None:
         report(metrics, with_checkpoint=True)
     if logger is not None:
         _log_final_models(logger, loop_config, cfg, cpu_state(bare), best_state)
+
+
+def non_finite_loss_error(value: float, batch: dict, progress: Progress, rank: int, optim) -> TrainingError:
+    """Names the recordings (and offsets) of the batch, and which of them hold non-finite or absurd
+    samples (a float WAV with a 1e30 sample is finite, but its square is not)."""
+    from gsenet.checks import MAX_ABS_SAMPLE
+
+    names = list(batch.get("names", []))
+    bad = [
+        name
+        for row, name in enumerate(names)
+        if any(
+            not torch.isfinite(batch[k][row]).all() or batch[k][row].abs().max() > MAX_ABS_SAMPLE
+            for k in ("beam", "ref", "target")
+        )
+    ]
+    where = f"recordings in the batch (name@sample offset): {', '.join(names)}" if names else "batch"
+    cause = (
+        f"non-finite or absurd (beyond +-{MAX_ABS_SAMPLE:g}) samples in {', '.join(bad)}: "
+        "run `gsenet data check` and fix or exclude them"
+        if bad
+        else f"the inputs are finite: lower optim.lr (now {optim.lr}) or set optim.grad_clip, and check those recordings"
+    )
+    return TrainingError(
+        f"non-finite loss ({value}) at step {progress.step + 1} (epoch {progress.epoch}, rank {rank}); {where}; {cause}"
+    )
 
 
 def _preemption_metrics(progress: Progress, scheduler) -> dict:
