@@ -97,6 +97,16 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
     )
 
 
+def worker_env() -> dict[str, str]:
+    """WORKER_ENV plus the MLflow outage window when the driver's environment sets it."""
+    import os
+
+    from gsenet.tracking import RETRY_WINDOW_ENV
+
+    extra = {RETRY_WINDOW_ENV: os.environ[RETRY_WINDOW_ENV]} if os.environ.get(RETRY_WINDOW_ENV) else {}
+    return {**WORKER_ENV, **extra}
+
+
 def default_run_name(cfg: ExperimentConfig) -> str:
     """cfg.train.name, else a hash of everything that shapes the run (stable across restarts)."""
     if cfg.train.name:
@@ -176,7 +186,7 @@ def build_trainer(
                 checkpoint_score_order="min",
             ),
             callbacks=list(train_callbacks),
-            worker_runtime_env={"env_vars": WORKER_ENV},
+            worker_runtime_env={"env_vars": worker_env()},
         ),
     )
     trainer.gsenet_mlflow = (uri, run_id)  # for fit(): finish the MLflow run with the outcome
