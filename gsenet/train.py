@@ -139,7 +139,7 @@ def build_trainer(
     cfg = from_dict(to_dict(cfg))  # a validated private copy
     name = name or default_run_name(cfg)
     sample_rate = cfg.model.sample_rate
-    data_root = resolve_data_root(cfg.data.path, cfg.data.cache_dir)
+    data_root = resolve_data_root(cfg.data.path, cfg.data.cache_dir, timeout=cfg.data.gcs_timeout_s)
     report = check_dataset(data_root, cfg.data, sample_rate)
     for warning in report.warnings:
         log.warning("data: %s", warning)
@@ -485,7 +485,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     sr, batch_size = cfg.model.sample_rate, cfg.data.batch_size
     total_steps = cfg.train.epochs * cfg.train.steps_per_epoch
 
-    data_root = resolve_data_root(cfg.data.path, cfg.data.cache_dir)  # per node cache for gs://
+    data_root = resolve_data_root(
+        cfg.data.path, cfg.data.cache_dir, timeout=cfg.data.gcs_timeout_s
+    )  # per node cache for gs://
     exclude = loop_config.get("exclude", [])
     train_set = SegmentDataset(
         data_root / "train",
