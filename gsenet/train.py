@@ -402,6 +402,7 @@ class Progress:
     batch: int = 0  # batches of `epoch` already trained (mid-epoch checkpoints)
     best_val_loss: float = math.inf
     last_val_loss: float = math.inf
+    last_val: dict = dataclasses.field(default_factory=dict)  # the last epoch's val_* report (preemption)
     generation: int = 0  # times the run fell back past a corrupt checkpoint (new folders get _g<n>)
 
 
@@ -595,6 +596,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         epoch = progress.epoch
         progress.epoch, progress.batch = epoch + 1, 0  # the checkpoint resumes at the next epoch
         progress.last_val_loss = val["val_loss"]
+        progress.last_val = {k: float(v) for k, v in val.items()}
         if val["val_loss"] < progress.best_val_loss:
             progress.best_val_loss = val["val_loss"]
             best_state = cpu_state(bare) if rank == 0 else None
@@ -651,8 +653,12 @@ def non_finite_loss_error(value: float, batch: dict, progress: Progress, rank: i
 
 
 def _preemption_metrics(progress: Progress, scheduler) -> dict:
-    """A mid-epoch report: the last completed epoch's numbers, flagged (ASHA ignores repeats)."""
+    """A mid-epoch report: the last completed epoch's numbers, flagged (ASHA ignores repeats).
+    It carries every val_* metric (a sweep's metric, e.g. val_si_sdr, must be in every report:
+    Tune rejects one without it); NaN before the first validation."""
     return {
+        "val_si_sdr": math.nan,
+        **progress.last_val,
         "epoch": progress.epoch - 1,
         "step": progress.step,
         "val_loss": progress.last_val_loss,
