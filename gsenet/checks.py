@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 REQUIRED_SPLITS = ("train", "val")
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (int16 full scale is 0.99997)
+# A float WAV's full scale is 1.0; a sample 100x beyond it is a wrong scale or corrupt bytes (its
+# square overflows float32: a non-finite loss at the first step that reads it).
+MAX_ABS_SAMPLE = 100.0
 CLIP_WARN_FRACTION = 1e-3  # warn when more than 0.1 % of a file's samples are clipped
 SILENCE_DB = -80.0  # RMS below this (dBFS) is a silent file
 DELAY_WINDOW_S = 4.0  # seconds of beam and reference cross-correlated to estimate their delay
@@ -112,7 +115,7 @@ def scan_file(path: Path) -> FileStats:
                 magnitude = np.abs(block)
                 stats.peak = max(stats.peak, float(magnitude.max()))
                 stats.clipped += int(np.count_nonzero(magnitude >= CLIP_LEVEL))
-                energy += float(np.dot(block, block))
+                energy += float(np.dot(block.astype(np.float64), block))  # float32 overflows at 1e19
                 count += block.size
     except Exception as exc:
         raise DataError(
@@ -161,6 +164,11 @@ def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int)
             )
         elif s.nonfinite:
             err(f"{path}: {s.nonfinite} NaN/Inf samples; fix the pipeline that wrote it and re-export")
+        elif s.peak > MAX_ABS_SAMPLE:
+            err(
+                f"{path}: absurd amplitude (peak {s.peak:.3g}; full scale is 1.0, the check allows "
+                f"+-{MAX_ABS_SAMPLE:g}); it was written at the wrong scale or is corrupt: re-export it in [-1, 1]"
+            )
         elif s.frames == 0:
             err(f"{path}: holds no samples; re-export it or remove the recording")
         elif _silent(s):
@@ -408,7 +416,7 @@ class ReportCache:
     """Per-recording check results of one dataset root, keyed by the files' names, sizes and mtimes
     and the settings that change the result; one JSON file per root, replaced atomically."""
 
-    VERSION = 1  # bump when the checks change
+    VERSION = 2  # bump when the checks change (2: absurd amplitudes)
 
     def __init__(self, root: Path, cfg: DataConfig, sample_rate: int):
         settings = [self.VERSION, sample_rate, cfg.beam_channel, cfg.ref_channel, cfg.target_file,

@@ -28,3 +28,7 @@ class TrainingError(GSENetError):
 
 class ModelLoadError(GSENetError):
     """A checkpoint or model folder cannot be loaded (missing, wrong keys, wrong config)."""
+
+
+class DiskFullError(GSENetError):
+    """No space left where a checkpoint, cache or spool file is written (the message names it)."""

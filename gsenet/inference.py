@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import yaml
 
+from gsenet.checkpoint import CHECKPOINT_FILE, CorruptCheckpointError, newest_valid, read_checkpoint
 from gsenet.config import ConfigError, ExperimentConfig, ModelConfig, from_dict, to_dict
 from gsenet.errors import ModelLoadError
 from gsenet.model import GSENet
@@ -25,7 +26,6 @@ MODEL_WEIGHTS = "model.pt"
 MODEL_CONFIG = "model.yaml"
 MODEL_VERSIONS = "versions.json"
 MODEL_FORMAT = 1  # bump when a model folder changes in a way older readers cannot load
-CHECKPOINT_FILE = "checkpoint.pt"
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 PRETRAINED_PREFIX = "pretrained:"
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -87,7 +87,7 @@ def load_model(source: str | Path, tracking_uri: str = "") -> tuple[GSENet, Expe
     if folder.is_file():  # model.pt or checkpoint.pt given directly
         folder = folder.parent
     if (folder / CHECKPOINT_FILE).is_file():
-        return _load_checkpoint_model(folder / CHECKPOINT_FILE)
+        return _load_checkpoint_model(folder)
     if (folder / MODEL_WEIGHTS).is_file():
         _check_versions(folder)
         cfg = _read_model_config(folder / MODEL_CONFIG)
@@ -96,9 +96,13 @@ def load_model(source: str | Path, tracking_uri: str = "") -> tuple[GSENet, Expe
         candidates = sorted(p.parent for p in folder.glob("artifacts/*/" + MODEL_WEIGHTS))
         if candidates:
             return load_model(candidates[0])
-    checkpoints = sorted(folder.glob("checkpoint_*/" + CHECKPOINT_FILE))
-    if checkpoints:  # a Ray Train run folder: its newest checkpoint
-        return _load_checkpoint_model(checkpoints[-1])
+    if any(folder.glob("checkpoint_*/")):  # a Ray Train run folder: its newest complete, valid checkpoint
+        newest, skipped = newest_valid(folder)
+        for reason in skipped:
+            print(f"gsenet: skipping checkpoint: {reason}")
+        if newest is None:
+            raise ModelLoadError(f"{folder}: no complete, valid checkpoint ({'; '.join(skipped)})")
+        return _load_checkpoint_model(newest)
     raise ModelLoadError(
         f"{folder}: neither a checkpoint folder ({CHECKPOINT_FILE}) nor a model folder "
         f"({MODEL_WEIGHTS} + {MODEL_CONFIG}) nor an MLflow model (MLmodel)"
@@ -136,8 +140,13 @@ def _read_model_config(path: Path) -> ModelConfig:
         raise ModelLoadError(f"{path}: invalid model config: {exc}") from None
 
 
-def _load_checkpoint_model(path: Path) -> tuple[GSENet, ExperimentConfig]:
-    state = _torch_load(path)
+def _load_checkpoint_model(folder: Path) -> tuple[GSENet, ExperimentConfig]:
+    """A checkpoint folder that verifies against its manifest (or has none: an older gsenet's)."""
+    path = folder / CHECKPOINT_FILE
+    try:
+        state = read_checkpoint(folder, allow_unverified=True)
+    except CorruptCheckpointError as exc:
+        raise ModelLoadError(f"{folder}: not a usable checkpoint: {exc}") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ModelLoadError(f"{path}: not a gsenet training checkpoint (needs 'model' and 'config')")
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -30,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from gsenet.errors import DataError, StorageError
+from gsenet.errors import DataError, DiskFullError, StorageError
 
 DOWNLOAD_THREADS = 8
 
@@ -179,6 +180,12 @@ def _download_blob(blob, dest: Path, uri: str, timeout: float) -> bool:
     except StorageError:
         raise
     except Exception as exc:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc):
+            raise DiskFullError(
+                f"no space left on {dest.parent} (the local cache of gs:// data) while fetching "
+                f"gs://{blob.bucket.name}/{blob.name}; free space there or set data.cache_dir to a bigger disk, "
+                "then run the command again (what is complete stays cached)"
+            ) from None
         raise _storage_error(exc, f"gs://{blob.bucket.name}/{blob.name}") from None
     finally:
         partial.unlink(missing_ok=True)

@@ -31,7 +31,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,84 +209,197 @@ def finish_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
 # ----------------------------------------------------------------------------------------------
 # Rank 0: a logger that never blocks or fails training
 # ----------------------------------------------------------------------------------------------
-class RunLogger:
-    """Logs to one MLflow run from a background thread, retrying with back-off.
+RETRY_WINDOW_ENV = "GSENET_MLFLOW_RETRY_WINDOW_S"  # how long an MLflow outage is ridden out
+DEFAULT_RETRY_WINDOW_S = 600.0
+# MLflow answers for requests that are wrong, not for an outage: retrying them cannot help.
+_PERMANENT_MLFLOW_ERRORS = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_DOES_NOT_EXIST", "INVALID_STATE"}
 
-    Training only enqueues; when MLflow is unreachable the calls are retried `retries` times, then
-    dropped with a warning, and training goes on.
+
+def default_spool_dir(run_id: str) -> Path:
+    return Path(tempfile.gettempdir()) / "gsenet-mlflow-spool" / run_id
+
+
+class RunLogger:
+    """Logs to one MLflow run from a background thread, in order, riding out server outages.
+
+    Training only enqueues. Each item (metrics, tags, a JSON artifact, an audio folder) is first
+    written to a spool folder on local disk, then sent; while MLflow is unreachable the item at
+    the head is retried with back-off for up to `retry_window_s` (default 10 minutes, or
+    $GSENET_MLFLOW_RETRY_WINDOW_S) and everything behind it waits, so the server receives the
+    items in the order they were logged. Items that could not be delivered stay in the spool
+    folder; `close()` says which (a restarted worker of the same run replays them first).
     """
 
-    def __init__(self, uri: str, run_id: str, retries: int = 4, backoff_s: float = 2.0):
+    def __init__(
+        self,
+        uri: str,
+        run_id: str,
+        retry_window_s: float | None = None,
+        backoff_s: float = 1.0,
+        spool_dir: str | Path | None = None,
+    ):
         self.uri, self.run_id = uri, run_id
         self.client = _client(uri)
-        self.retries, self.backoff_s = retries, backoff_s
-        self.failures = 0
+        if retry_window_s is None:
+            retry_window_s = float(os.environ.get(RETRY_WINDOW_ENV, DEFAULT_RETRY_WINDOW_S))
+        self.retry_window_s, self.backoff_s = retry_window_s, backoff_s
+        self.spool = Path(spool_dir) if spool_dir else default_spool_dir(run_id)
+        self.spool.mkdir(parents=True, exist_ok=True)
+        self.delivered, self.undelivered, self.retried = 0, [], 0
+        self._outage_since: float | None = None
+        self._lock = threading.Lock()
+        left = sorted(self.spool.glob("*.json"))  # what an earlier attempt of this run did not deliver
+        self._next = int(left[-1].stem) + 1 if left else 0
         self._queue: queue.Queue = queue.Queue()
+        for path in left:
+            self._queue.put(path)
+        if left:
+            log.warning("MLflow: replaying %d item(s) left in %s by an earlier attempt", len(left), self.spool)
         self._thread = threading.Thread(target=self._work, name="mlflow-logger", daemon=True)
         self._thread.start()
 
+    @property
+    def failures(self) -> int:
+        return len(self.undelivered)
+
+    # --- the spool ----------------------------------------------------------------------------
+    def _reserve(self) -> int:
+        with self._lock:
+            self._next += 1
+            return self._next - 1
+
+    def _spool_item(self, what: str, kind: str, payload: Any, seq: int | None = None) -> None:
+        seq = self._reserve() if seq is None else seq
+        path = self.spool / f"{seq:09d}.json"
+        try:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(json.dumps({"what": what, "kind": kind, "payload": payload}))
+            tmp.replace(path)
+        except OSError as exc:  # a full local disk must not stop training: keep it in memory
+            log.warning("MLflow: cannot spool %s to %s (%s); keeping it in memory", what, self.spool, exc)
+            self._queue.put({"what": what, "kind": kind, "payload": payload})
+            return
+        self._queue.put(path)
+
+    def _send(self, kind: str, payload: Any) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        if kind == "metrics":
+            self.client.log_batch(self.run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in payload])
+        elif kind == "tags":
+            self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in payload.items()])
+        elif kind == "dict":
+            self.client.log_dict(self.run_id, payload["values"], payload["artifact_file"])
+        elif kind == "artifacts":
+            self.client.log_artifacts(self.run_id, payload["folder"], payload["artifact_path"])
+        else:
+            raise ValueError(f"unknown spool item kind {kind!r}")
+
+    def _deliver(self, record: dict) -> bool:
+        """Send one item, retrying through an outage; False when the retry window has passed."""
+        attempt = 0
+        while True:
+            try:
+                self._send(record["kind"], record["payload"])
+            except Exception as exc:
+                if getattr(exc, "error_code", "") in _PERMANENT_MLFLOW_ERRORS:
+                    log.warning("MLflow refused %s: %s", record["what"], exc)
+                    return False
+                now = time.monotonic()
+                if self._outage_since is None:
+                    self._outage_since = now
+                    log.warning(
+                        "MLflow unreachable (%s); keeping logs in %s and retrying for up to %.0f s",
+                        exc, self.spool, self.retry_window_s,
+                    )  # fmt: skip
+                if now - self._outage_since >= self.retry_window_s:
+                    log.warning(
+                        "MLflow: gave up on %s after %.0f s of outage", record["what"], now - self._outage_since
+                    )
+                    return False
+                self.retried += 1
+                time.sleep(
+                    min(self.backoff_s * 2**attempt, 10.0, max(0.0, self.retry_window_s - (now - self._outage_since)))
+                )
+                attempt += 1
+                continue
+            if self._outage_since is not None:
+                log.warning("MLflow is back after %.0f s; sending what was kept", time.monotonic() - self._outage_since)
+                self._outage_since = None
+            return True
+
     def _work(self) -> None:
+        import shutil
+
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            what, fn = item
-            for attempt in range(self.retries):
-                try:
-                    fn()
-                    break
-                except Exception as exc:
-                    log.warning("MLflow: %s failed (attempt %d/%d): %s", what, attempt + 1, self.retries, exc)
-                    time.sleep(self.backoff_s * 2**attempt)
-            else:
-                self.failures += 1
-                log.warning("MLflow: gave up on %s; training goes on", what)
+            if callable(item):  # a flush marker
+                item()
+                continue
+            try:
+                record = item if isinstance(item, dict) else json.loads(item.read_text())
+            except (OSError, ValueError) as exc:
+                self.undelivered.append(f"{item} (unreadable: {exc})")
+                continue
+            if not self._deliver(record):
+                self.undelivered.append(record["what"])
+                continue  # its files stay in the spool folder
+            self.delivered += 1
+            if isinstance(item, Path):
+                item.unlink(missing_ok=True)
+                if record["kind"] == "artifacts":
+                    shutil.rmtree(record["payload"]["folder"], ignore_errors=True)
 
-    def submit(self, what: str, fn: Callable[[], Any]) -> None:
-        self._queue.put((what, fn))
-
+    # --- what training calls --------------------------------------------------------------------
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
         items = [
-            Metric(k, float(v), now, int(step))
+            (k, float(v), now, int(step))
             for k, v in metrics.items()
             if isinstance(v, (int, float)) and math.isfinite(float(v))
         ]
-        self.submit(f"metrics at step {step}", lambda: self.client.log_batch(self.run_id, metrics=items))
+        self._spool_item(f"metrics at step {step}", "metrics", items)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        self.submit("tags", lambda: self.client.log_batch(self.run_id, tags=items))
+        self._spool_item("tags", "tags", {k: str(v) for k, v in tags.items()})
 
     def log_dict(self, values: dict, artifact_file: str) -> None:
-        self.submit(artifact_file, lambda: self.client.log_dict(self.run_id, values, artifact_file))
+        self._spool_item(artifact_file, "dict", {"values": values, "artifact_file": artifact_file})
 
     def log_audio_example(self, recording: str, epoch: int, signals: dict[str, np.ndarray], sample_rate: int) -> str:
         """Write ref/beam/enhanced/target WAVs and their spectrograms; returns the artifact folder."""
         artifact_path = audio_artifact_path(recording, epoch)
-        folder = Path(tempfile.mkdtemp(prefix="gsenet-audio-"))
+        seq = self._reserve()
+        folder = self.spool / f"{seq:09d}.files"
+        folder.mkdir(parents=True, exist_ok=True)
         write_audio_example(folder, signals, sample_rate, title=f"{recording}, epoch {epoch}")
-
-        def upload() -> None:
-            self.client.log_artifacts(self.run_id, str(folder), artifact_path)
-            _remove_tree(folder)
-
-        self.submit(f"audio {artifact_path}", upload)
+        payload = {"folder": str(folder), "artifact_path": artifact_path}
+        self._spool_item(f"audio {artifact_path}", "artifacts", payload, seq)
         return artifact_path
 
-    def flush(self, timeout: float = 300.0) -> None:
-        """Wait until everything queued so far is logged (or given up)."""
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything queued so far is delivered (or given up)."""
         done = threading.Event()
-        self.submit("flush", done.set)
-        done.wait(timeout)
+        self._queue.put(done.set)
+        done.wait(self.retry_window_s + 120 if timeout is None else timeout)
 
-    def close(self, timeout: float = 300.0) -> None:
+    def close(self, timeout: float | None = None) -> str:
+        """Deliver what is queued, stop, and say (print and return) what could not be delivered."""
         self._queue.put(None)
-        self._thread.join(timeout)
+        self._thread.join(self.retry_window_s + 120 if timeout is None else timeout)
+        if self.undelivered:
+            summary = (
+                f"MLflow: {len(self.undelivered)} item(s) could not be delivered to run {self.run_id} at {self.uri} "
+                f"(kept in {self.spool}): {', '.join(self.undelivered)}"
+            )
+        else:
+            summary = f"MLflow: all {self.delivered} logged item(s) delivered to run {self.run_id}"
+            if not any(self.spool.iterdir()):
+                self.spool.rmdir()
+        print(f"gsenet: {summary}", flush=True)
+        return summary
 
 
 def audio_artifact_path(recording: str, epoch: int) -> str:
@@ -323,12 +435,6 @@ def spectrogram_figure(signals: dict[str, np.ndarray], sample_rate: int, path: P
         fig.suptitle(title)
     fig.savefig(path, dpi=80)
     return path
-
-
-def _remove_tree(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from gsenet.errors import GSENetError, TrainingError
 
 log = logging.getLogger("gsenet.train")
 
-CHECKPOINT_FILE = "checkpoint.pt"
 DEFAULT_STORAGE = "gsenet_runs"
 # MLflow's HTTP client retries for minutes by default; a training worker should warn and move on.
 WORKER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -43,6 +42,25 @@ WORKER_ENV["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
 # Driver side
 # ----------------------------------------------------------------------------------------------
 DRIVER_RESOURCE = "TRAIN_DRIVER"  # custom resource of the non-preemptible node that hosts Train drivers
+RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray binds 127.0.0.1 only
+
+
+def pin_ray_to_loopback() -> None:
+    """Make the Ray that this process starts listen on 127.0.0.1 only (gcs_server, raylet, workers,
+    dashboard agent), whatever was imported before.
+
+    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when `ray` is first imported (any
+    `import ray.tune` does it), and otherwise binds the machine's interface address even for a
+    single-machine instance. So: set the variable for the processes Ray spawns, and when ray is
+    already imported, also correct the constant it read (Ray looks it up at each use).
+    """
+    import os
+    import sys
+
+    os.environ[RAY_LOOPBACK_ENV] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
 
 
 def init_ray(address: str = "", num_cpus: int | None = None) -> None:
@@ -59,9 +77,7 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
 
     address = address or os.environ.get("RAY_ADDRESS", "")
     if not address:
-        # A local Ray binds the machine's interface address unless told it is no cluster: keep
-        # every Ray process on loopback (read when ray is first imported, inherited by workers).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        pin_ray_to_loopback()
     import ray
 
     if ray.is_initialized():
@@ -81,6 +97,16 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
         dashboard_host="127.0.0.1",
         dashboard_port=port,
     )
+
+
+def worker_env() -> dict[str, str]:
+    """WORKER_ENV plus the MLflow outage window when the driver's environment sets it."""
+    import os
+
+    from gsenet.tracking import RETRY_WINDOW_ENV
+
+    extra = {RETRY_WINDOW_ENV: os.environ[RETRY_WINDOW_ENV]} if os.environ.get(RETRY_WINDOW_ENV) else {}
+    return {**WORKER_ENV, **extra}
 
 
 def default_run_name(cfg: ExperimentConfig) -> str:
@@ -106,16 +132,16 @@ def build_trainer(
     """A ready-to-fit TorchTrainer. Checks the dataset and creates the MLflow run first, so a broken
     dataset or an unreachable tracking server is a clear error before any worker starts."""
     import ray.train
-    from ray.train.torch import TorchTrainer
 
     from gsenet import tracking
     from gsenet.checks import check_dataset
+    from gsenet.failures import GSENetTrainer
     from gsenet.storage import open_storage_filesystem, resolve_data_root
 
     cfg = from_dict(to_dict(cfg))  # a validated private copy
     name = name or default_run_name(cfg)
     sample_rate = cfg.model.sample_rate
-    data_root = resolve_data_root(cfg.data.path, cfg.data.cache_dir)
+    data_root = resolve_data_root(cfg.data.path, cfg.data.cache_dir, timeout=cfg.data.gcs_timeout_s)
     report = check_dataset(data_root, cfg.data, sample_rate)
     for warning in report.warnings:
         log.warning("data: %s", warning)
@@ -140,7 +166,7 @@ def build_trainer(
     )
     use_gpu = cfg.train.gpus_per_worker > 0
     resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": cfg.train.gpus_per_worker} if use_gpu else {})}
-    trainer = TorchTrainer(
+    trainer = GSENetTrainer(  # a TorchTrainer that does not retry errors which cannot go away
         train_loop_per_worker,
         train_loop_config={
             "config": to_dict(cfg),
@@ -164,7 +190,7 @@ def build_trainer(
                 checkpoint_score_order=cfg.train.resolved_checkpoint_mode(),
             ),
             callbacks=list(train_callbacks),
-            worker_runtime_env={"env_vars": WORKER_ENV},
+            worker_runtime_env={"env_vars": worker_env()},
         ),
     )
     trainer.gsenet_mlflow = (uri, run_id)  # for fit(): finish the MLflow run with the outcome
@@ -194,12 +220,11 @@ def fit(cfg: ExperimentConfig, **kwargs):
 
 def _user_error(exc: BaseException) -> BaseException:
     """The GSENetError a worker raised (Ray wraps it per rank), as its own type and message."""
-    candidates = [exc, *getattr(exc, "worker_failures", {}).values(), getattr(exc, "controller_failure", None)]
-    for error in candidates:
-        while error is not None:
-            if isinstance(error, GSENetError):
-                return type(error)(str(error))
-            error = error.__cause__ or getattr(error, "cause", None)
+    from gsenet.failures import find_user_error
+
+    error = find_user_error(exc)
+    if error is not None:
+        return type(error)(str(error))
     text = str(exc)  # a RayTaskError that could not re-create the original type
     for error_type in (TrainingError, GSENetError):
         marker = f"{error_type.__name__}: "
@@ -272,17 +297,100 @@ def make_train_loader(dataset, cfg: ExperimentConfig, start_batch: int, world_si
 
 
 def save_checkpoint(folder: Path, state: dict, cfg: ExperimentConfig) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(state, folder / CHECKPOINT_FILE)
-    (folder / "config.yaml").write_text(dump_yaml(cfg))
-    return folder
+    """checkpoint.pt + config.yaml, each written atomically, then the manifest with their sha256."""
+    from gsenet.checkpoint import write_checkpoint
+
+    return write_checkpoint(folder, state, {"config.yaml": dump_yaml(cfg)})
 
 
 def load_checkpoint(checkpoint) -> dict | None:
+    """The state of Ray's latest checkpoint, or, when that one is partial, truncated or garbled
+    (said by name), of the newest older checkpoint of the same run that verifies."""
     if checkpoint is None:
         return None
-    with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    from gsenet.checkpoint import CorruptCheckpointError, read_checkpoint
+
+    tried = []
+    for candidate in [checkpoint, *_older_checkpoints(checkpoint)]:
+        name = candidate.path.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            with candidate.as_directory() as folder:
+                state = read_checkpoint(folder, allow_unverified=not tried)
+        except (CorruptCheckpointError, OSError) as exc:
+            print(f"gsenet: checkpoint {candidate.path} is not usable: {exc}; trying the one before it", flush=True)
+            tried.append(name)
+            continue
+        if tried:
+            print(f"gsenet: resuming from {candidate.path} (skipped {', '.join(tried)})", flush=True)
+            state["progress"]["generation"] = state["progress"].get("generation", 0) + 1
+        return state
+    run = checkpoint.path.rstrip("/").rsplit("/", 1)[0]
+    raise TrainingError(
+        f"no usable checkpoint in {run} (tried {', '.join(tried)}); move the run folder away "
+        f"(or set train.name) to start over"
+    )
+
+
+def _older_checkpoints(checkpoint) -> list:
+    """The other checkpoint_* folders of `checkpoint`'s run, newest first, older than it."""
+    import pyarrow.fs
+    import ray.train
+
+    from gsenet.checkpoint import newest_first, order_key
+
+    run, name = checkpoint.path.rstrip("/").rsplit("/", 1)
+    try:
+        infos = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(run))
+    except OSError:
+        return []
+    names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory]
+    return [
+        ray.train.Checkpoint(path=f"{run}/{n}", filesystem=checkpoint.filesystem)
+        for n in newest_first(names)
+        if order_key(n) < order_key(name)
+    ]
+
+
+def checkpoint_folder_name(step: int, generation: int, suffix: str = "") -> str:
+    from gsenet.checkpoint import folder_name
+
+    return folder_name(step, generation, suffix)
+
+
+def commit_checkpoint(checkpoint, dir_name: str):
+    """Ray's checkpoint upload, made all-or-nothing: on a local filesystem the files go to a hidden
+    staging folder renamed into place; elsewhere (gs://) the manifest is copied last, so a folder
+    cut short never verifies. A failed upload leaves nothing behind; a full disk is one DiskFullError
+    naming the folder (never retried: it will not go away by itself)."""
+    import pyarrow.fs
+    import ray.train
+
+    from gsenet.checkpoint import MANIFEST, is_no_space, no_space_error
+
+    storage = ray.train.get_context().get_storage()
+    fs, source = storage.storage_filesystem, checkpoint.path
+    dest = storage.build_checkpoint_path_from_name(dir_name)
+    local = isinstance(fs, pyarrow.fs.LocalFileSystem)
+    target = f"{dest.rsplit('/', 1)[0]}/.staging-{dir_name}" if local else dest
+    try:
+        fs.create_dir(target)
+        for info in pyarrow.fs.LocalFileSystem().get_file_info(pyarrow.fs.FileSelector(source)):
+            if info.base_name != MANIFEST:
+                pyarrow.fs.copy_files(info.path, f"{target}/{info.base_name}", destination_filesystem=fs)
+        pyarrow.fs.copy_files(f"{source}/{MANIFEST}", f"{target}/{MANIFEST}", destination_filesystem=fs)
+        if local:
+            if fs.get_file_info(dest).type != pyarrow.fs.FileType.NotFound:
+                fs.delete_dir(dest)  # a same-name leftover (e.g. rewritten after a fall-back)
+            fs.move(target, dest)
+    except OSError as exc:
+        try:
+            fs.delete_dir(target)  # the staging folder, or the partial checkpoint (gs://)
+        except OSError:
+            pass
+        if is_no_space(exc):
+            raise no_space_error(dest, exc) from None
+        raise
+    return ray.train.Checkpoint(path=dest, filesystem=fs)
 
 
 def cpu_state(module: torch.nn.Module) -> dict:
@@ -319,7 +427,8 @@ class Progress:
     batch: int = 0  # batches of `epoch` already trained (mid-epoch checkpoints)
     best_val_loss: float = math.inf
     best_score: float | None = None  # best train.checkpoint_metric so far (the best_model's)
-    last_val: dict = dataclasses.field(default_factory=dict)  # the last validation's metrics
+    last_val: dict = dataclasses.field(default_factory=dict)  # the last validation's metrics (preemption report)
+    generation: int = 0  # times the run fell back past a corrupt checkpoint (new folders get _g<n>)
 
     @classmethod
     def restore(cls, saved: dict) -> Progress:
@@ -416,7 +525,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     sr, batch_size = cfg.model.sample_rate, cfg.data.batch_size
     total_steps = cfg.train.epochs * cfg.train.steps_per_epoch
 
-    data_root = resolve_data_root(cfg.data.path, cfg.data.cache_dir)  # per node cache for gs://
+    data_root = resolve_data_root(
+        cfg.data.path, cfg.data.cache_dir, timeout=cfg.data.gcs_timeout_s
+    )  # per node cache for gs://
     exclude = loop_config.get("exclude", [])
     train_set = SegmentDataset(
         data_root / "train",
@@ -484,7 +595,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             ray.train.report(
                 metrics,
                 checkpoint=ray.train.Checkpoint.from_directory(folder),
-                checkpoint_dir_name=f"checkpoint_{progress.step:08d}{suffix}",
+                checkpoint_dir_name=checkpoint_folder_name(progress.step, progress.generation, suffix),
+                checkpoint_upload_fn=commit_checkpoint,
             )
 
     audio_per_step = batch_size * world * train_set.segment / sr  # seconds of audio per optimizer step
@@ -499,10 +611,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 step_fn, model.parameters(), loss_fn, optimizer, batch, device, autocast_dtype, o.grad_clip
             )
             if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"non-finite loss ({loss.item()}) at step {progress.step + 1} (epoch {progress.epoch}, "
-                    f"rank {rank}); lower optim.lr (now {o.lr}) or set optim.grad_clip, and check the data"
-                )
+                raise non_finite_loss_error(loss.item(), batch, progress, rank, o)
             scheduler.step()
             progress.step += 1
             progress.batch += 1
@@ -525,7 +634,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         val, examples = validate(bare, loss_fn, val_set, cfg, device, autocast_dtype, rank, world)
         epoch = progress.epoch
         progress.epoch, progress.batch = epoch + 1, 0  # the checkpoint resumes at the next epoch
-        progress.last_val = dict(val)
+        progress.last_val = {k: float(v) for k, v in val.items()}
         progress.best_val_loss = min(progress.best_val_loss, val["val_loss"])
         if progress.improves(val[cfg.train.checkpoint_metric], cfg.train.resolved_checkpoint_mode()):
             progress.best_score = val[cfg.train.checkpoint_metric]
@@ -558,6 +667,32 @@ def train_loop_per_worker(loop_config: dict) -> None:
         report(metrics, with_checkpoint=True)
     if logger is not None:
         _log_final_models(logger, loop_config, cfg, cpu_state(bare), best_state)
+
+
+def non_finite_loss_error(value: float, batch: dict, progress: Progress, rank: int, optim) -> TrainingError:
+    """Names the recordings (and offsets) of the batch, and which of them hold non-finite or absurd
+    samples (a float WAV with a 1e30 sample is finite, but its square is not)."""
+    from gsenet.checks import MAX_ABS_SAMPLE
+
+    names = list(batch.get("names", []))
+    bad = [
+        name
+        for row, name in enumerate(names)
+        if any(
+            not torch.isfinite(batch[k][row]).all() or batch[k][row].abs().max() > MAX_ABS_SAMPLE
+            for k in ("beam", "ref", "target")
+        )
+    ]
+    where = f"recordings in the batch (name@sample offset): {', '.join(names)}" if names else "batch"
+    cause = (
+        f"non-finite or absurd (beyond +-{MAX_ABS_SAMPLE:g}) samples in {', '.join(bad)}: "
+        "run `gsenet data check` and fix or exclude them"
+        if bad
+        else f"the inputs are finite: lower optim.lr (now {optim.lr}) or set optim.grad_clip, and check those recordings"
+    )
+    return TrainingError(
+        f"non-finite loss ({value}) at step {progress.step + 1} (epoch {progress.epoch}, rank {rank}); {where}; {cause}"
+    )
 
 
 def _preemption_metrics(progress: Progress, scheduler, cfg: ExperimentConfig) -> dict:

@@ -92,17 +92,18 @@ def _plain(value: Any) -> Any:
 
 
 def valid_checkpoint(path: Any) -> str:
-    """`path` if it is a checkpoint that still exists and holds the training state, else "".
+    """`path` if it is a checkpoint that still exists and verifies against its manifest, else "".
 
-    Ray deletes checkpoints beyond `train.keep_checkpoints`; a report must never name one of those.
+    Ray deletes checkpoints beyond `train.keep_checkpoints`; a report must never name one of those,
+    nor a cut-short or garbled one.
     """
-    from gsenet.train import CHECKPOINT_FILE
+    from gsenet.checkpoint import problem
 
     if not isinstance(path, str) or not path:
         return ""
     if "://" in path:  # remote storage (gs://): trust Ray's path, checked when it is used
         return path
-    return path if (Path(path) / CHECKPOINT_FILE).is_file() else ""
+    return path if problem(path) is None else ""
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:

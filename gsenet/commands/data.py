@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fetch = sub.add_parser("fetch", help="download gs://bucket/prefix into the local cache and print its path")
     fetch.add_argument("path", help="gs://bucket/prefix")
     fetch.add_argument("--cache-dir", help="local cache (data.cache_dir; default ~/.cache/gsenet)")
+    _config_arguments(fetch)  # e.g. data.gcs_timeout_s=5
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,9 +73,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from gsenet.config import ExperimentConfig, apply_overrides, load_yaml
     from gsenet.storage import sync_gcs_prefix
 
-    result = sync_gcs_prefix(args.path, args.cache_dir or "")
+    cfg = apply_overrides(load_yaml(args.config) if args.config else ExperimentConfig(), list(args.overrides or []))
+    cache_dir = args.cache_dir or cfg.data.cache_dir
+    result = sync_gcs_prefix(args.path, cache_dir, timeout=cfg.data.gcs_timeout_s)
     print(f"{result.objects} objects ({result.downloaded} downloaded now) at {result.path}")
     return 0
 

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         one_thread_for_streaming()
     model, cfg = load_model(args.model, tracking_uri=args.mlflow_uri)
     data_cfg = cfg.data if isinstance(cfg, ExperimentConfig) else DataConfig()
-    root = resolve_data_root(args.data, data_cfg.cache_dir)
+    root = resolve_data_root(args.data, data_cfg.cache_dir, timeout=data_cfg.gcs_timeout_s)
     rows = evaluate_model(
         model,
         cfg,

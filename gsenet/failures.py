@@ -1,0 +1,59 @@
+"""Which training failures Ray Train retries: lost workers and nodes, not errors that cannot go away.
+
+Ray Train restarts the worker group from the latest checkpoint for any worker error, up to
+`FailureConfig(max_failures)` times. A non-finite loss, a full disk, a corrupt recording or a
+config error comes back the same way every time, so retrying it only triples the time to fail:
+those are our own `GSENetError`s, raised on purpose with a message for the user, and end the run at
+once. A worker that died (its process or node lost, a preemption) is still retried.
+
+This plugs into Ray Train's failure policy, a DeveloperAPI of Ray 2.60 (checked in its code):
+`DataParallelTrainer._initialize_and_run_controller(failure_policy=...)`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ray.train.torch import TorchTrainer
+from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy
+from ray.train.v2._internal.execution.failure_handling.default import _is_preemption_failure
+from ray.train.v2._internal.execution.failure_handling.failure_policy import FailureDecision
+from ray.train.v2.api.exceptions import WorkerGroupError
+
+from gsenet.errors import GSENetError
+
+log = logging.getLogger("gsenet.train")
+
+
+def find_user_error(exc: BaseException | None) -> GSENetError | None:
+    """The GSENetError behind `exc` (Ray wraps a worker's exception per rank, in causes)."""
+    candidates = [exc, *getattr(exc, "worker_failures", {}).values(), getattr(exc, "controller_failure", None)]
+    for error in candidates:
+        seen = 0
+        while error is not None and seen < 20:
+            if isinstance(error, GSENetError):
+                return error
+            error, seen = error.__cause__ or getattr(error, "cause", None), seen + 1
+    return None
+
+
+class FailFastOnUserErrors(DefaultFailurePolicy):
+    """Ray's policy, except that a worker group failing with a GSENetError is not retried."""
+
+    def make_decision(self, training_failed_error):
+        if (
+            isinstance(training_failed_error, WorkerGroupError)
+            and not _is_preemption_failure(training_failed_error)
+            and find_user_error(training_failed_error) is not None
+        ):
+            log.info("not retrying: %s", find_user_error(training_failed_error))
+            return FailureDecision.RAISE
+        return super().make_decision(training_failed_error)
+
+
+class GSENetTrainer(TorchTrainer):
+    """TorchTrainer with FailFastOnUserErrors as its failure policy."""
+
+    def _initialize_and_run_controller(self, **controller_init_kwargs):
+        controller_init_kwargs["failure_policy"] = FailFastOnUserErrors(self.run_config.failure_config)
+        return super()._initialize_and_run_controller(**controller_init_kwargs)
