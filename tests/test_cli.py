@@ -29,7 +29,7 @@ def test_overrides_are_accepted_anywhere_on_the_line():
 
 @pytest.mark.parametrize(
     "argv",
-    [["train", "a.x=1", "--no-such-flag"], ["data", "fetch", "gs://b", "x=1"]],
+    [["train", "a.x=1", "--no-such-flag"], ["ui", "x=1"]],
 )
 def test_unknown_arguments_are_still_errors(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
