@@ -228,7 +228,8 @@ def run_pretrained(args) -> None:
     print(f"pretrained model written to {folder} ({result['steps']} steps, {result['minutes']:.1f} min)")
     if not args.no_card:
         run_card(argparse.Namespace(name=args.name, test_data=str(test_root), early_test_data="",
-                                    work_dir=str(work), eval_recordings=args.eval_recordings, threads=args.threads))  # fmt: skip
+                                    work_dir=str(work), eval_recordings=args.eval_recordings, threads=args.threads,
+                                    no_perceptual=False))  # fmt: skip
 
 
 def system_lines(rows: list[dict], title: str) -> list[str]:
@@ -255,7 +256,7 @@ def run_card(args) -> None:
     torch.set_num_threads(args.threads)
     folder = pretrained_folder(args.name)
     model, cfg = load_model(f"pretrained:{args.name}")
-    rows = evaluate_model(model, cfg, Path(args.test_data), "test", perceptual=True)
+    rows = evaluate_model(model, cfg, Path(args.test_data), "test", perceptual=not args.no_perceptual)
     write_csv(rows, Path(args.work_dir) / f"{args.name}_evaluation.csv")
     training = json.loads((folder / "training.json").read_text())
     curve = json.loads((folder / "curve.json").read_text())
@@ -339,6 +340,7 @@ def main() -> None:
     card.add_argument("--work-dir", default="pretrained_run", help="where the per-recording CSV goes")
     card.add_argument("--eval-recordings", type=int, default=16, help="recordings the curve was scored on")
     card.add_argument("--threads", type=int, default=2)
+    card.add_argument("--no-perceptual", action="store_true", help="SI-SDR only (PESQ/STOI are slow)")
     args = parser.parse_args()
     args.argv = sys.argv[2:]
     commands = {"curve": run_curve, "plot": run_plot, "pretrained": run_pretrained, "card": run_card}
