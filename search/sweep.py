@@ -240,6 +240,9 @@ def make_scheduler(settings: SweepSettings, max_epochs: int):
         grace_period=min(settings.grace_period, max_epochs),
         reduction_factor=settings.reduction_factor,
         brackets=settings.brackets,
+        # A trial that reaches max_t must finish on its own: stopping it there kills rank 0 while
+        # it logs best_model, leaving nothing (or a half-uploaded model) for registration.
+        stop_last_trials=False,
     )
 
 
