@@ -506,11 +506,13 @@ def logged_model(uri: str, run_id: str, name: str = "best_model"):
 
     MLflow 3 keeps logged models beside the run (models:/m-<id>), not in its artifact folder, so
     listing the run's artifacts does not find them."""
+    from mlflow.entities import LoggedModelStatus
+
     client = _client(uri)
     experiment_id = client.get_run(run_id).info.experiment_id
     found = client.search_logged_models([experiment_id], filter_string=f"source_run_id = '{_quote(run_id)}'")
     # READY only: a model whose upload was cut short stays PENDING (or FAILED) and must not count.
-    matches = [m for m in found if m.name == name and str(getattr(m.status, "value", m.status)) == "READY"]
+    matches = [m for m in found if m.name == name and m.status == LoggedModelStatus.READY]
     return max(matches, key=lambda m: m.creation_timestamp) if matches else None
 
 
