@@ -86,11 +86,13 @@ def test_actions_without_a_rendered_config_say_how_to_make_one(tmp_path, capsys)
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_submit_runs_a_job_on_a_local_multinode_cluster(tmp_path):
-    from fixtures.ray_cluster import running_ray_cluster
+    from fixtures.ray_cluster import free_port, running_ray_cluster
 
     with running_ray_cluster(head_resources={"TRAIN_DRIVER": 100}, worker_resources=[{"worker_node": 1}]) as cluster:
         address = f"http://127.0.0.1:{cluster.dashboard_port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        # A stale API-server address in the environment (what a local `gsenet train` leaves) must not win
+        # over --address: Ray's CLI would otherwise connect there.
+        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{free_port()}"}
         command = [sys.executable, "-m", "gsenet", "cluster", "submit", "--address", address, "--"]
         command += [sys.executable, "-c", "print('hello from', 'the job')"]
         deadline, done = time.monotonic() + 240, None
@@ -104,6 +106,6 @@ def test_submit_runs_a_job_on_a_local_multinode_cluster(tmp_path):
         assert job_id != "JOB_ID" and f"--follow {job_id}" in done.stdout
         logs = subprocess.run(
             [ray_cli(), "job", "logs", "--address", address, "--follow", job_id],
-            env=env, capture_output=True, text=True, timeout=240,
+            env={key: value for key, value in env.items() if key != "RAY_API_SERVER_ADDRESS"}, capture_output=True, text=True, timeout=240,
         )  # fmt: skip
         assert "hello from the job" in logs.stdout, logs.stdout + logs.stderr

@@ -13,6 +13,7 @@ Every action prints the `ray` commands it runs; `--dry-run` prints them and runs
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import subprocess
@@ -153,7 +154,9 @@ def _submit(ray: str, args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"follow it: {shlex.join([ray, 'job', 'logs', '--address', args.address, '--follow', 'JOB_ID'])}")
         return 0
-    done = subprocess.run(command, capture_output=True, text=True)
+    # Ray lets RAY_API_SERVER_ADDRESS / RAY_ADDRESS override --address; the address given here wins.
+    env = {**os.environ, "RAY_API_SERVER_ADDRESS": args.address}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     sys.stdout.write(done.stdout)
     sys.stderr.write(done.stderr)
     if done.returncode:
