@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gsenet.errors import GSENetError
-from gsenet.train import DRIVER_RESOURCE  # noqa: E402  (the resource trial drivers are pinned to)
+from gsenet.runtime import DRIVER_RESOURCE  # the resource trial drivers are pinned to
 from search import mlflow_runs
 from search.space import SearchSpace, SweepSettings, describe, parse_space
 
@@ -212,7 +212,7 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
     """Connect to a cluster (`address`, e.g. "auto") or start a local one with TRAIN_DRIVER."""
     import ray
 
-    from gsenet.train import init_ray as start_or_join_ray
+    from gsenet.runtime import init_ray as start_or_join_ray
 
     start_or_join_ray(address, num_cpus)
     if ray.cluster_resources().get(DRIVER_RESOURCE, 0) <= 0:
