@@ -16,7 +16,7 @@ from fixtures.ray_local import ray_local  # noqa: F401
 from fixtures.recordings import make_dataset
 from optuna.trial import TrialState
 
-from search import mlflow_runs
+from gsenet import tracking
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 EPOCHS, TRIALS = 3, 6
@@ -85,11 +85,9 @@ def test_asha_stops_real_trials_and_every_record_agrees(ray_local, mlflow_server
     for trial_id in pruned:  # the value Optuna saw at the stop is what Tune reported
         assert max(by_trial[trial_id].intermediate_values) < EPOCHS
 
-    runs = {
-        r.data.tags[mlflow_runs.TRIAL_ID_TAG]: r for r in mlflow_runs.child_runs(mlflow_server.uri, plan.parent_run_id)
-    }
+    runs = {r.data.tags[tracking.TRIAL_ID_TAG]: r for r in tracking.child_runs(mlflow_server.uri, plan.parent_run_id)}
     for trial_id in pruned:
-        assert runs[trial_id].data.tags[mlflow_runs.STATE_TAG] == "pruned"
+        assert runs[trial_id].data.tags[tracking.STATE_TAG] == "pruned"
         assert runs[trial_id].info.status == "KILLED"
 
     # The stopped trials' workers and placement groups are released.
