@@ -475,20 +475,28 @@ def _dataset_level_warnings(report: DatasetReport, cfg: DataConfig) -> None:
         )
 
 
+def local_data_root(cfg: DataConfig) -> Path:
+    """data.path as a local folder: a gs:// dataset is downloaded to this node's cache, waiting at
+    most data.gcs_timeout_s for the bucket (the driver and every training worker use this)."""
+    return resolve_data_root(cfg.path, cfg.cache_dir, timeout=cfg.gcs_timeout_s)
+
+
 def prepare_data(cfg: DataConfig, sample_rate: int) -> tuple[Path, DatasetReport]:
-    """What training does first: resolve data.path (gs:// -> local cache), check the whole dataset,
-    refuse it on errors (or skip and list the bad recordings with data.skip_bad_recordings).
+    """What training does first, on the driver: resolve data.path (gs:// -> local cache), check the
+    whole dataset, refuse it on errors (or skip and list the bad recordings with
+    data.skip_bad_recordings). Warnings are logged before any error is raised.
 
     Build the datasets with `exclude=report.bad_recordings`.
     """
-    root = resolve_data_root(cfg.path, cfg.cache_dir, timeout=cfg.gcs_timeout_s)
+    root = local_data_root(cfg)
     report = check_dataset(root, cfg, sample_rate)
-    report.raise_if_errors(skip_bad=cfg.skip_bad_recordings)
     for warning in report.warnings:
-        log.warning("%s", warning)
+        log.warning("data: %s", warning)
+    # With skipping on, what skipping cannot fix (a missing split, nothing left) still fails here.
+    report.raise_if_errors(skip_bad=cfg.skip_bad_recordings)
     if report.bad_recordings:
         log.warning(
-            "skipping %d bad recording(s) (data.skip_bad_recordings=true): %s",
-            len(report.bad_recordings), ", ".join(report.bad_recordings),
+            "data: skipping %d bad recording(s) (data.skip_bad_recordings=true): %s",
+            len(report.bad_recordings), ", ".join(sorted(report.bad_recordings)),
         )  # fmt: skip
     return root, report

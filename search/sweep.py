@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gsenet import tracking
 from gsenet.errors import GSENetError
-from gsenet.train import DRIVER_RESOURCE  # noqa: E402  (the resource trial drivers are pinned to)
-from search import mlflow_runs
+from gsenet.runtime import DRIVER_RESOURCE  # the resource trial drivers are pinned to
 from search.space import SearchSpace, SweepSettings, describe, parse_space
 
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own process: no CPU, pinned
@@ -112,9 +112,9 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         name=cfg.train.name,
         train_callbacks=[TuneReportCallback()],
         mlflow_parent_run_id=ctx.parent_run_id,
-        mlflow_tags={mlflow_runs.TRIAL_ID_TAG: trial_id, mlflow_runs.SWEEP_TAG: ctx.sweep_name},
+        mlflow_tags={tracking.TRIAL_ID_TAG: trial_id, tracking.SWEEP_TAG: ctx.sweep_name},
     )
-    mlflow_runs.name_run(*trainer.gsenet_mlflow, ctx.space.trial_label(trial_id, config))
+    tracking.name_run(*trainer.gsenet_mlflow, ctx.space.trial_label(trial_id, config))
     trainer.fit()
 
 
@@ -148,7 +148,7 @@ def new_plan(
         raise SweepError(
             f"sweep {name!r} already exists in {storage_path}: resume it with --resume {name}, or pick --name"
         )
-    uri = mlflow_runs.resolve_uri(mlflow_uri)
+    uri = tracking.resolve_tracking_uri(mlflow_uri)
     base = space.with_fixed(cli_fixed or {}).base()
     return SweepPlan(
         name=name,
@@ -225,7 +225,7 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
     """Connect to a cluster (`address`, e.g. "auto") or start a local one with TRAIN_DRIVER."""
     import ray
 
-    from gsenet.train import init_ray as start_or_join_ray
+    from gsenet.runtime import init_ray as start_or_join_ray
 
     start_or_join_ray(address, num_cpus)
     if ray.cluster_resources().get(DRIVER_RESOURCE, 0) <= 0:
@@ -378,10 +378,10 @@ def run_sweep(
     settings = plan.sweep_settings()
     if resume:
         if plan.parent_run_id:
-            mlflow_runs.client(plan.mlflow_uri).update_run(plan.parent_run_id, status="RUNNING")
+            tracking.reopen_run(plan.mlflow_uri, plan.parent_run_id)
         tuner = restore_tuner(plan, trial_fn, **ctx_extra)
     else:
-        plan.parent_run_id = mlflow_runs.start_parent_run(
+        plan.parent_run_id = tracking.start_parent_run(
             plan.mlflow_uri, plan.experiment, plan.name, sweep_params(plan), plan.space_text
         )
         save_plan(plan)
@@ -406,7 +406,7 @@ def run_sweep(
         grid = tuner.fit()
     except BaseException:
         # Leave the parent open-able: `--resume` sets it RUNNING again and carries on.
-        mlflow_runs.end_run(plan.mlflow_uri, plan.parent_run_id, "KILLED")
+        tracking.finish_run(plan.mlflow_uri, plan.parent_run_id, "KILLED")
         raise
     return finish_sweep(plan, grid, wall_s=time.time() - started)
 
@@ -434,12 +434,12 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
         study = optuna.load_study(study_name=plan.name, storage=plan.optuna_storage)
         result.files.update(reporting.write_plots(study, folder / "plots"))
     if plan.parent_run_id:
-        mlflow_runs.log_artifacts(plan.mlflow_uri, plan.parent_run_id, folder)
-        mlflow_runs.log_metrics(plan.mlflow_uri, plan.parent_run_id, {**result.summary_metrics(), "wall_s": wall_s})
+        tracking.log_artifacts(plan.mlflow_uri, plan.parent_run_id, folder)
+        tracking.log_metrics(plan.mlflow_uri, plan.parent_run_id, {**result.summary_metrics(), "wall_s": wall_s})
         reporting.register_best(result, plan.mlflow_uri, plan.parent_run_id, settings.register_model)
     summary = reporting.format_summary(result, plan)
     if plan.parent_run_id:  # the parent run's page in the UI shows the summary as its description
-        mlflow_runs.set_run_note(plan.mlflow_uri, plan.parent_run_id, f"```\n{summary.strip()}\n```")
-        mlflow_runs.end_run(plan.mlflow_uri, plan.parent_run_id, "FINISHED")
+        tracking.set_run_note(plan.mlflow_uri, plan.parent_run_id, f"```\n{summary.strip()}\n```")
+        tracking.finish_run(plan.mlflow_uri, plan.parent_run_id, "FINISHED")
     print(summary, flush=True)
     return result

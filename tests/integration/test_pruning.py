@@ -15,7 +15,7 @@ from fixtures.recordings import make_dataset
 from fixtures.sweeps import assert_resources_released, sweep_plan
 from optuna.trial import TrialState
 
-from search import mlflow_runs
+from gsenet import tracking
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 EPOCHS, TRIALS = 3, 6
@@ -75,11 +75,9 @@ def test_asha_stops_real_trials_and_every_record_agrees(ray_local, mlflow_server
     for trial_id in pruned:  # the value Optuna saw at the stop is what Tune reported
         assert max(by_trial[trial_id].intermediate_values) < EPOCHS
 
-    runs = {
-        r.data.tags[mlflow_runs.TRIAL_ID_TAG]: r for r in mlflow_runs.child_runs(mlflow_server.uri, plan.parent_run_id)
-    }
+    runs = {r.data.tags[tracking.TRIAL_ID_TAG]: r for r in tracking.child_runs(mlflow_server.uri, plan.parent_run_id)}
     for trial_id in pruned:
-        assert runs[trial_id].data.tags[mlflow_runs.STATE_TAG] == "pruned"
+        assert runs[trial_id].data.tags[tracking.STATE_TAG] == "pruned"
         assert runs[trial_id].info.status == "KILLED"
 
     assert_resources_released(total_cpus=2)  # the stopped trials' workers and placement groups
