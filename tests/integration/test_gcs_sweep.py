@@ -69,11 +69,11 @@ def blob_names(prefix: str) -> list[str]:
 
 
 def children(uri: str, parent_run_id: str) -> dict[str, list]:
-    from search import mlflow_runs
+    from gsenet import tracking
 
     runs: dict[str, list] = {}
-    for run in mlflow_runs.child_runs(uri, parent_run_id):
-        runs.setdefault(run.data.tags[mlflow_runs.TRIAL_ID_TAG], []).append(run)
+    for run in tracking.child_runs(uri, parent_run_id):
+        runs.setdefault(run.data.tags[tracking.TRIAL_ID_TAG], []).append(run)
     return runs
 
 
