@@ -13,6 +13,7 @@ import pytest
 import torch
 from fixtures.mlflow_server import mlflow_server  # noqa: F401  (pytest fixture)
 from fixtures.ray_cluster import HEAD_IP, running_ray_cluster, wait_for_nodes
+from fixtures.ray_local import ray_local  # noqa: F401  (pytest fixture)
 from fixtures.recordings import make_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -83,3 +84,125 @@ def test_two_workers_on_two_nodes_validate_like_one_process(mlflow_server, tmp_p
     assert system["world_size"] == 2
     audio = client.list_artifacts(run.info.run_id, "audio")
     assert len(audio) == cfg.train.metric_subset  # examples only from rank 0's share
+
+
+def loader_names(config: dict) -> None:
+    """Train worker: the item names each rank's loader yields, from the start of an epoch and from
+    a mid-epoch resume point (`make_train_loader(start_batch=...)`, what a restarted worker builds)."""
+    import ray.train
+    import torch.distributed as dist
+
+    from gsenet.config import from_dict
+    from gsenet.data import SegmentDataset
+    from gsenet.train import make_train_loader
+
+    cfg, world = from_dict(config["cfg"]), ray.train.get_context().get_world_size()
+    dataset = SegmentDataset(
+        Path(config["data"]) / "train", cfg.data, cfg.model.sample_rate, seed=cfg.train.seed,
+        length=cfg.train.steps_per_epoch * cfg.data.batch_size * world,
+    )  # fmt: skip
+    dataset.set_epoch(1)
+    per_rank = {}
+    for start in (0, config["resume_batch"]):
+        names = [batch["names"] for batch in make_train_loader(dataset, cfg, start, world)]
+        gathered = [None] * world
+        dist.all_gather_object(gathered, names)
+        per_rank[start] = gathered
+    epoch = [dataset[i]["name"] for i in range(len(dataset))]  # the epoch's items, in index order
+    if ray.train.get_context().get_world_rank() == 0:  # one machine: a file is the simplest way back
+        Path(config["out"]).write_text(json.dumps({"per_rank": per_rank, "epoch": epoch}))
+
+
+def _kill_one_rank_after_first_checkpoint(snapshot: Path, api: str, killed: list, timeout: float = 400) -> None:
+    """SIGKILL one Train worker process as soon as the epoch-1 checkpoint is committed (epoch 2 running)."""
+    import os
+    import signal
+    import time
+
+    from ray.util.state import list_actors
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if snapshot.is_file() and "checkpoint_dir_name" in snapshot.read_text():
+            filters = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
+            workers = list_actors(address=api, filters=filters, raise_on_missing_output=False)
+            if len(workers) == 2:
+                pid = max(w.pid for w in workers)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(1200)  # two Train runs, one with a worker-group restart, on a busy 2-core box
+def test_a_killed_rank_resumes_both_from_the_checkpoint_and_no_sample_repeats(ray_local, mlflow_server, tmp_path):  # noqa: F811
+    import os
+    import sys
+    import threading
+    from collections import Counter
+
+    import ray.train
+    from mlflow.tracking import MlflowClient
+    from ray import cloudpickle
+    from ray.train.torch import TorchTrainer
+
+    from gsenet.config import ExperimentConfig, apply_overrides, to_dict
+    from gsenet.train import fit
+
+    data = make_dataset(tmp_path / "ds", n_per_split={"train": 3, "val": 2, "test": 1}, seconds=1.0, seed=13)
+    steps = 4
+    cfg = apply_overrides(
+        ExperimentConfig(),
+        {
+            "data.path": str(data), "data.segment_seconds": 0.5, "data.batch_size": 2,
+            "model.widths": [4, 4, 8, 8, 8, 8], "model.dilation_depth": 1, "optim.lr": 3e-3,
+            "train.epochs": 2, "train.steps_per_epoch": steps, "train.metric_subset": 0, "train.max_failures": 2,
+            "train.num_workers": 2, "train.cpus_per_worker": 1, "train.name": "killed-rank",
+            "train.storage_path": str(tmp_path / "runs"), "tracking.mlflow_uri": mlflow_server.uri,
+        },
+    )  # fmt: skip
+    # 1. A rank killed in epoch 2: Train restarts the group; both ranks resume from the epoch-1 checkpoint.
+    killed: list[int] = []
+    killer = threading.Thread(
+        target=_kill_one_rank_after_first_checkpoint,
+        args=(tmp_path / "runs" / "killed-rank" / "checkpoint_manager_snapshot.json",
+              os.environ["RAY_API_SERVER_ADDRESS"], killed),
+        daemon=True,
+    )  # fmt: skip
+    killer.start()
+    result = fit(cfg)
+    killer.join(timeout=30)
+    assert killed, "no Train worker was killed (the run ended before its first checkpoint was committed?)"
+    assert result.metrics["step"] == 2 * steps and result.metrics["epoch"] == 2
+    assert result.metrics["start_step"] == steps  # the restarted group began at the checkpoint's step
+    client = MlflowClient(mlflow_server.uri)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("gsenet").experiment_id], filter_string="tags.`mlflow.runName` = 'killed-rank'"
+    )
+    history = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_si_sdr"))
+    assert history.count(steps) == 1 and history[-1] == 2 * steps, history  # epoch 1 was not trained again
+
+    # 2. From a mid-epoch resume point (a preemption checkpoint), the ranks' loaders skip exactly
+    #    the batches already trained, on every rank: no sample twice in the epoch, none left out.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    resume_batch = 1
+    trainer = TorchTrainer(
+        loader_names,
+        train_loop_config={
+            "cfg": to_dict(cfg),
+            "data": str(data),
+            "resume_batch": resume_batch,
+            "out": str(tmp_path / "names.json"),
+        },
+        scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+        run_config=ray.train.RunConfig(name="loader-names", storage_path=str(tmp_path / "runs")),
+    )
+    trainer.fit()
+    seen = json.loads((tmp_path / "names.json").read_text())
+    per_rank, epoch = {int(k): v for k, v in seen["per_rank"].items()}, seen["epoch"]
+    assert len(per_rank[0]) == 2 and all(len(rank) == steps for rank in per_rank[0])
+    trained = Counter(name for rank in per_rank[0] for batch in rank[:resume_batch] for name in batch)
+    resumed = Counter(name for rank in per_rank[resume_batch] for batch in rank for name in batch)
+    assert all(len(rank) == steps - resume_batch for rank in per_rank[resume_batch])  # same step on both ranks
+    assert not trained & resumed, "a sample trained before the resume point came again after it"
+    assert trained + resumed == Counter(epoch), "the resumed epoch left samples out"

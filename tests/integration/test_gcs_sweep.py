@@ -30,7 +30,7 @@ from fixtures.mlflow_server import mlflow_server  # noqa: F401
 from fixtures.ray_local import ray_local  # noqa: F401
 from fixtures.recordings import make_dataset
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # generous: a loaded 2-core box
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET, NAME, EPOCHS, STEPS, VAL_RECORDINGS = "sweeps", "gcs", 2, 2, 2
 
