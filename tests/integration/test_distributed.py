@@ -60,7 +60,7 @@ def test_two_workers_on_two_nodes_validate_like_one_process(mlflow_server, tmp_p
     with running_ray_cluster({"TRAIN_DRIVER": 100}, [{"worker_node": 1}], cpus_per_node=1, env=env) as cluster:
         try:
             ray.init(address=cluster.address, _node_ip_address=HEAD_IP, log_to_driver=False)
-            wait_for_nodes(2)
+            wait_for_nodes(2, timeout=300)  # a loaded 2-core box: nodes can take minutes to register
             result = fit(cfg)
         except Exception as exc:
             raise AssertionError(f"{exc}\n\nRay node logs:\n{cluster.logs()}") from exc
