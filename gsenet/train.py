@@ -748,7 +748,7 @@ def _log_final_models(logger, loop_config: dict, cfg: ExperimentConfig, final: d
     """final_model and best_model (best by train.checkpoint_metric) as MLflow pyfuncs; the best one
     registered with alias `best` when tracking.register_model is set."""
     from gsenet import tracking
-    from gsenet.inference import save_model_folder
+    from gsenet.model_files import save_model_folder
 
     logger.flush()
     uri, run_id = loop_config["mlflow_uri"], loop_config["mlflow_run_id"]
