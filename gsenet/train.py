@@ -380,7 +380,7 @@ def validate(model, loss_fn, dataset, cfg: ExperimentConfig, device, autocast_dt
     subset = min(cfg.train.metric_subset, len(dataset))
     mine = list(range(subset)) if rank == 0 else []
     mine += list(range(subset + rank, len(dataset), world))
-    term_names = [n for n in ("multires_stft", "compressed_spectral", "si_sdr") if getattr(cfg.loss, n) > 0]
+    term_names = cfg.loss.active_terms()
     # [loss, count, si_sdr, si_sdr_beam, terms...] summed over recordings
     sums = torch.zeros(4 + len(term_names), dtype=torch.float64, device=device)
     perceptual, examples = {"pesq": [], "stoi": []}, []
