@@ -416,7 +416,3 @@ def dump_yaml(cfg: Any) -> str:
     import yaml
 
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
-    return from_dict(values, ModelConfig)

@@ -193,10 +193,10 @@ TERM_FUNCTIONS = {
 class GSENetLoss(nn.Module):
     """Weighted sum of the configured terms. Returns (total, {term: value}) for logging."""
 
-    def __init__(self, cfg: LossConfig, sample_rate: int = 16000):
+    def __init__(self, cfg: LossConfig):
         super().__init__()
         cfg.validate()
-        self.cfg, self.sample_rate = cfg, sample_rate
+        self.cfg = cfg
 
     def forward(
         self, estimate: Tensor, target: Tensor, lengths: Tensor | None = None

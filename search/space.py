@@ -2,7 +2,7 @@
 
 A space file (see `search/spaces/default.yaml`) has four sections:
 
-    base: ../../configs/small.yaml       # optional base config file, relative to the space file
+    base: ../../gsenet/configs/quality.yaml  # optional base config file, relative to the space file
     fixed:                               # dotted overrides applied to every trial
       train.epochs: 12
     sweep:                               # defaults for the sweep settings (CLI flags win)
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gsenet.config import LOSS_TERMS, METRIC_MODES, ConfigError, ExperimentConfig, apply_overrides, flatten, load_yaml
+from gsenet.config import LOSS_TERMS, METRIC_MODES, ConfigError, ExperimentConfig, apply_overrides, load_yaml
 
 PARAM_TYPES = ("choice", "int", "uniform", "loguniform")
 SPACES_DIR = Path(__file__).parent / "spaces"
@@ -433,7 +433,3 @@ def describe(space: SearchSpace) -> dict[str, str]:
             text += " when " + ", ".join(f"{k} in {list(v)}" for k, v in p.when)
         out[p.key] = text
     return out
-
-
-def flat_base(space: SearchSpace) -> dict[str, Any]:
-    return flatten(space.base())
