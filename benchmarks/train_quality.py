@@ -79,7 +79,7 @@ def train(cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes:
     )
     torch.manual_seed(cfg.train.seed)
     model = GSENet(cfg.model)
-    loss_fn = GSENetLoss(cfg.loss, sr)
+    loss_fn = GSENetLoss(cfg.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
     start = time.time()
 

@@ -35,7 +35,7 @@ from gsenet.storage import cache_root, resolve_data_root
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test")  # the dataset layout's folders (data.py's docstring); align/simulate read it
 REQUIRED_SPLITS = ("train", "val")
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (int16 full scale is 0.99997)
 # A float WAV's full scale is 1.0; a sample 100x beyond it is a wrong scale or corrupt bytes (its
@@ -154,6 +154,21 @@ def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int)
         except DataError as exc:
             err(str(exc))
     report.files = list(stats.values())
+    _check_file_contents(report, folder, roles)
+    _check_rates_and_lengths(report, folder, cfg)
+    report.short = split == "train" and 0 < report.seconds < cfg.segment_seconds
+    if report.short:
+        warn(
+            f"{folder}: {report.seconds:.2f} s is shorter than one training segment ({cfg.segment_seconds} s); not used for training"
+        )
+    _check_delay(report, folder, cfg)
+    return report
+
+
+def _check_file_contents(report: RecordingReport, folder: Path, roles: dict[str, str]) -> None:
+    """Per file: mono, finite, sane amplitude, not empty, not silent (an error for the beam,
+    reference or target), not clipped."""
+    err, warn = report.errors.append, report.warnings.append
     for s in report.files:
         path = folder / s.name
         critical = s.name in roles
@@ -179,6 +194,12 @@ def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int)
                 warn(message)
         elif s.frames and s.clipped / s.frames > CLIP_WARN_FRACTION:
             warn(f"{path}: {100 * s.clipped / s.frames:.2f}% of samples clipped (|x| >= {CLIP_LEVEL}); lower the gain")
+
+
+def _check_rates_and_lengths(report: RecordingReport, folder: Path, cfg: DataConfig) -> None:
+    """One sample rate for all files (sets report.sample_rate and .seconds), and equal lengths
+    (or, with data.length_policy=trim, a warning that they are trimmed to the shortest)."""
+    err, warn = report.errors.append, report.warnings.append
     usable = [s for s in report.files if s.channels == 1]
     rates = {s.sample_rate for s in usable}
     if len(rates) > 1:
@@ -202,13 +223,6 @@ def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int)
                 warn(message + "; trimmed to the shortest (data.length_policy=trim)")
             else:
                 err(message + "; a short file may be truncated: fix the export, or set data.length_policy=trim")
-    report.short = split == "train" and 0 < report.seconds < cfg.segment_seconds
-    if report.short:
-        warn(
-            f"{folder}: {report.seconds:.2f} s is shorter than one training segment ({cfg.segment_seconds} s); not used for training"
-        )
-    _check_delay(report, folder, cfg)
-    return report
 
 
 def _check_delay(report: RecordingReport, folder: Path, cfg: DataConfig) -> None:

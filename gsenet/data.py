@@ -42,7 +42,6 @@ from gsenet.storage import cache_root, file_lock
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 LAYOUT_HINT = "expected ROOT/{train,val,test}/<recording>/channel_1.wav, channel_2.wav, ..., ground_truth.wav"
 
 

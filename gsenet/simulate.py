@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from gsenet.audio import write_audio
+from gsenet.checks import SPLITS
 from gsenet.config import ConfigError
 from gsenet.errors import DataError
 from gsenet.progress import progress_bar
@@ -42,7 +43,6 @@ from gsenet.speech import NOISE_KINDS, SourceCorpus, procedural_noise, procedura
 
 SCHEMES = ("paper", "array")
 TARGETS = ("direct", "early")
-SPLITS = ("train", "val", "test")
 MANIFEST = "simulation.json"
 FORMAT_VERSION = 2  # 2: paper-scheme target aligned with y0 (was receiver 1); target option
 

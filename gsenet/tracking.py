@@ -547,15 +547,15 @@ class GSENetPyfunc(mlflow.pyfunc.PythonModel):
     """Input {"beam": float32[B, L] or [L], "ref": same}; output the enhanced float32 waveform."""
 
     def load_context(self, context):
-        from gsenet.inference import load_model
+        from gsenet.model_files import load_local_model
 
-        self.model, _ = load_model(context.artifacts["model"])
+        self.model, _ = load_local_model(context.artifacts["model"])
 
     # The input is really a dict of arrays. MLflow warns on every import when `predict` has no type
     # hint, and rejects hints it cannot turn into a schema (dict[...]); np.ndarray is one it accepts
     # without validating anything, exactly like no hint. The logged signature validates the input.
     def predict(self, context, model_input: np.ndarray, params=None):
-        from gsenet.inference import enhance_arrays
+        from gsenet.enhance import enhance_arrays
 
         if not isinstance(model_input, dict) or not {"beam", "ref"} <= set(model_input):
             raise ValueError('GSENet pyfunc input must be a dict {"beam": array, "ref": array}')
@@ -621,9 +621,9 @@ def logged_model(uri: str, run_id: str, name: str = "best_model"):
 
 def log_checkpoint_as_model(uri: str, run_id: str, checkpoint: str | Path, name: str = "best_model") -> str:
     """Log a (local) training checkpoint's weights + config as the run's pyfunc model `name`."""
-    from gsenet.inference import load_model, model_config_of, save_model_folder
+    from gsenet.model_files import load_local_model, model_config_of, save_model_folder
 
-    model, cfg = load_model(checkpoint)
+    model, cfg = load_local_model(checkpoint)
     with tempfile.TemporaryDirectory(prefix="gsenet-model-") as folder:
         model_folder = save_model_folder(model.state_dict(), model_config_of(cfg), Path(folder) / name)
         return log_pyfunc_model(uri, run_id, model_folder, name, sample_rate=model.cfg.sample_rate)
@@ -634,7 +634,7 @@ def register_model(uri: str, run_id: str, name: str, model_name: str = "best_mod
 
     The model is downloaded and loaded first, so the registry never points at an empty or broken
     folder: a run without a loadable model raises TrackingError and nothing is registered."""
-    from gsenet.inference import load_model
+    from gsenet.model_files import load_local_model
 
     client = _client(uri)
     model = logged_model(uri, run_id, model_name)
@@ -642,7 +642,7 @@ def register_model(uri: str, run_id: str, name: str, model_name: str = "best_mod
         raise TrackingError(f"run {run_id} logged no {model_name!r} model: nothing to register as {name!r}")
     source = f"models:/{model.model_id}"
     try:
-        load_model(download_model(source, uri))
+        load_local_model(download_model(source, uri))
     except Exception as exc:
         raise TrackingError(f"run {run_id}'s {model_name!r} does not load ({exc}): not registered as {name!r}") from exc
     try:

@@ -23,7 +23,7 @@ from typing import Any
 
 from gsenet import tracking
 from gsenet.errors import GSENetError
-from gsenet.runtime import DRIVER_RESOURCE  # the resource trial drivers are pinned to
+from gsenet.runtime import DEFAULT_STORAGE, DRIVER_RESOURCE  # DRIVER_RESOURCE: where trial drivers run
 from search.space import SearchSpace, SweepSettings, describe, parse_space
 
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own process: no CPU, pinned
@@ -107,15 +107,15 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     cfg.tracking.register_model = ""  # the sweep registers its best trial, trials do not
     # "Best" inside a trial (kept checkpoints, best_model) means what the sweep ranks by.
     cfg.train.checkpoint_metric, cfg.train.checkpoint_mode = ctx.metric, ctx.mode
-    trainer = build_trainer(
+    built = build_trainer(
         cfg,
         name=cfg.train.name,
         train_callbacks=[TuneReportCallback()],
         mlflow_parent_run_id=ctx.parent_run_id,
         mlflow_tags={tracking.TRIAL_ID_TAG: trial_id, tracking.SWEEP_TAG: ctx.sweep_name},
     )
-    tracking.name_run(*trainer.gsenet_mlflow, ctx.space.trial_label(trial_id, config))
-    trainer.fit()
+    tracking.name_run(built.mlflow_uri, built.mlflow_run_id, ctx.space.trial_label(trial_id, config))
+    built.trainer.fit()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def new_plan(
     mlflow_uri: str = "",
     optuna_storage: str | None = None,
 ) -> SweepPlan:
-    storage_path = storage_path or "gsenet_runs"
+    storage_path = storage_path or DEFAULT_STORAGE
     if "://" not in storage_path:
         storage_path = str(Path(storage_path).resolve())
     name = name or f"search-{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -164,7 +164,7 @@ def new_plan(
 
 
 def load_plan(name: str, storage_path: str = "") -> SweepPlan:
-    storage_path = storage_path or "gsenet_runs"
+    storage_path = storage_path or DEFAULT_STORAGE
     if "://" not in storage_path:
         storage_path = str(Path(storage_path).resolve())
     path = f"{storage_path}/{name}/{STATE_FILE}"
