@@ -37,7 +37,7 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 
-from gsenet.errors import TrackingError
+from gsenet.errors import TrackingError, TrackingUnreachableError
 
 log = logging.getLogger("gsenet.tracking")
 
@@ -89,7 +89,7 @@ def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
             problem = f"HTTP {response.status}"
     except (urllib.error.URLError, OSError) as exc:
         problem = str(getattr(exc, "reason", exc))
-    raise TrackingError(
+    raise TrackingUnreachableError(
         f"MLflow tracking server {uri} is not reachable ({problem}); start it (`mlflow server ...`), "
         "fix --mlflow-uri / MLFLOW_TRACKING_URI, or unset it to log to ./mlruns.db"
     )
