@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fixtures.recordings import make_dataset
 from mlflow import MlflowClient
@@ -63,4 +65,8 @@ def test_an_error_no_retry_fixes_trains_once_and_fails(ray_local, dataset, tmp_p
 
     pids = {re.search(r"pid=(\d+)", line).group(1) for line in out.splitlines() if "from scratch" in line}
     assert len(pids) == 1, out[-3000:]
-    assert "not retried: it fails the same way every time" in out
+    # Tune's record of the trial: the first failure, then each retry failing at once with the same message.
+    [errors] = Path(outcome.plan.experiment_path).glob("*/error.txt")
+    text = errors.read_text()
+    assert text.count("Failure #") == TRIAL_DRIVER_RETRIES + 1
+    assert text.count("not retried: it fails the same way every time") >= TRIAL_DRIVER_RETRIES
