@@ -215,6 +215,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 1  # Ray Train workers (DDP ranks)
     gpus_per_worker: float = 0.0  # 0 = CPU
+    # The Ray resource gpus_per_worker asks for ("" = GPU). Naming a custom resource instead makes
+    # the workers train on CPU there: the fake autoscaler's stand-in GPU nodes (cluster/fake_autoscaler.py).
+    gpu_resource: str = ""
     cpus_per_worker: float = 1.0
     precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU), "bf16" or "fp32"
     compile: bool = False  # torch.compile the model (GPU)

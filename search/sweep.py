@@ -270,9 +270,22 @@ def save_plan(plan: SweepPlan) -> None:
 
 
 def _fs(uri: str):
-    import pyarrow.fs
+    """(pyarrow filesystem, path) for a local path or gs://bucket/prefix: the same filesystem Ray
+    Train writes checkpoints through, so STORAGE_EMULATOR_HOST (anonymous, http) is honoured."""
+    from gsenet.storage import open_storage_filesystem
 
-    return pyarrow.fs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+    return open_storage_filesystem(uri)
+
+
+def ray_storage(uri: str):
+    """(storage_path, storage_filesystem) for Tune's RunConfig / Tuner.restore / can_restore.
+
+    Local folders go as they are (Ray's own local filesystem); gs://bucket/prefix becomes
+    ("bucket/prefix", GcsFileSystem): left to itself, Ray resolves gs:// with pyarrow's default
+    GCS filesystem, which ignores STORAGE_EMULATOR_HOST and would look for real credentials."""
+    if "://" not in uri:
+        return uri, None
+    return _fs(uri)[::-1]
 
 
 def _exists(uri: str) -> bool:
@@ -353,6 +366,7 @@ def build_tuner(
     space, settings, max_epochs = plan.space(), plan.sweep_settings(), plan.max_epochs()
     searcher = make_searcher(space, settings, max_epochs, plan.optuna_storage, study_name=plan.name)
     scheduler = make_scheduler(settings, max_epochs)
+    storage_path, storage_filesystem = ray_storage(plan.storage_path)
     return tune.Tuner(
         trainable(plan, trial_fn, **ctx_extra),
         tune_config=tune.TuneConfig(
@@ -365,7 +379,8 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=plan.name,
-            storage_path=plan.storage_path,
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             # Train restarts worker groups itself (train.max_failures); Tune re-runs a trial driver
             # that failed for a reason that may go away (once_per_trial fails the others at once).
             failure_config=tune.FailureConfig(max_failures=TRIAL_DRIVER_RETRIES),
@@ -403,10 +418,15 @@ def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra
     The callbacks come back from the pickled tuner (they are plain, picklable objects)."""
     from ray import tune
 
-    if not tune.Tuner.can_restore(plan.experiment_path):
+    path, filesystem = ray_storage(plan.experiment_path)
+    if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         raise SweepError(f"{plan.experiment_path} has no Tune experiment state to resume (did the sweep start?)")
     return tune.Tuner.restore(
-        plan.experiment_path, trainable(plan, trial_fn, **ctx_extra), resume_unfinished=True, resume_errored=False
+        path,
+        trainable(plan, trial_fn, **ctx_extra),
+        resume_unfinished=True,
+        resume_errored=False,
+        storage_filesystem=filesystem,
     )
 
 
