@@ -156,12 +156,15 @@ def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int)
     report.files = list(stats.values())
     _check_file_contents(report, folder, roles)
     _check_rates_and_lengths(report, folder, cfg)
+    if cfg.align == "auto":
+        _plan_alignment(report, folder, cfg)
     report.short = split == "train" and 0 < report.seconds < cfg.segment_seconds
     if report.short:
         warn(
             f"{folder}: {report.seconds:.2f} s is shorter than one training segment ({cfg.segment_seconds} s); not used for training"
         )
-    _check_delay(report, folder, cfg)
+    if cfg.align != "auto":
+        _check_delay(report, folder, cfg)
     return report
 
 
@@ -209,7 +212,7 @@ def _check_rates_and_lengths(report: RecordingReport, folder: Path, cfg: DataCon
         report.sample_rate = rates.pop()
         lengths = {s.name: s.frames for s in usable}
         report.seconds = min(lengths.values()) / report.sample_rate
-        if len(set(lengths.values())) > 1:
+        if len(set(lengths.values())) > 1 and cfg.align != "auto":  # auto: cut to the aligned length below
             report.length_mismatch = True
             # Compare with the target (else the most common length): says which file has extra samples.
             reference = lengths.get(cfg.target_file) or max(lengths.values(), key=list(lengths.values()).count)
@@ -223,6 +226,26 @@ def _check_rates_and_lengths(report: RecordingReport, folder: Path, cfg: DataCon
                 warn(message + "; trimmed to the shortest (data.length_policy=trim)")
             else:
                 err(message + "; a short file may be truncated: fix the export, or set data.length_policy=trim")
+
+
+def _plan_alignment(report: RecordingReport, folder: Path, cfg: DataConfig) -> None:
+    """data.align=auto: the delay and cut training will apply (gsenet.align, cached for the workers);
+    what it does is a warning, so it is printed once with the other warnings, never per epoch."""
+    from gsenet.align import cached_plan
+
+    if report.errors or report.sample_rate == 0:
+        return
+    plan = cached_plan(folder, cfg)
+    if plan.problem:
+        report.errors.append(
+            f"{folder}: data.align=auto cannot align this recording: {plan.problem}; fix or remove it "
+            f"(or set data.skip_bad_recordings=true)"
+        )
+        return
+    report.delay_ms = 1000 * plan.delay_samples / plan.sample_rate
+    report.seconds = plan.length / plan.sample_rate
+    if plan.delay_samples or any(s.frames != plan.length for s in report.files):
+        report.warnings.append(f"{folder}: aligned at load time (data.align=auto): {plan.action()}")
 
 
 def _check_delay(report: RecordingReport, folder: Path, cfg: DataConfig) -> None:
@@ -434,7 +457,7 @@ class ReportCache:
 
     def __init__(self, root: Path, cfg: DataConfig, sample_rate: int):
         settings = [self.VERSION, sample_rate, cfg.beam_channel, cfg.ref_channel, cfg.target_file,
-                    cfg.length_policy, cfg.segment_seconds, cfg.max_delay_ms]  # fmt: skip
+                    cfg.length_policy, cfg.segment_seconds, cfg.max_delay_ms, cfg.align, cfg.align_tolerance_ms]  # fmt: skip
         self.settings = json.dumps(settings)
         self.path = (
             cache_root(cfg.cache_dir) / "checks" / (hashlib.sha1(str(root.resolve()).encode()).hexdigest() + ".json")

@@ -546,9 +546,23 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
         tracking.log_artifacts(plan.mlflow_uri, plan.parent_run_id, folder)
         tracking.log_metrics(plan.mlflow_uri, plan.parent_run_id, {**result.summary_metrics(), "wall_s": wall_s})
         reporting.register_best(result, plan.mlflow_uri, plan.parent_run_id, settings.register_model)
+    if plan.parent_run_id:
+        result.ui_links = trials_view_links(plan, metric, mode)
     summary = reporting.format_summary(result, plan)
     if plan.parent_run_id:  # the parent run's page in the UI shows the summary as its description
         tracking.set_run_note(plan.mlflow_uri, plan.parent_run_id, f"```\n{summary.strip()}\n```")
         tracking.finish_run(plan.mlflow_uri, plan.parent_run_id, "FINISHED")
     print(summary, flush=True)
     return result
+
+
+def trials_view_links(plan: SweepPlan, metric: str, mode: str) -> list[str]:
+    """The MLflow UI links of the summary (a saved view of the trials); none rather than a failed sweep."""
+    from gsenet.mlflow_ui import sweep_links
+
+    try:
+        params = [p.key for p in plan.space().parameters]
+        return sweep_links(plan.mlflow_uri, plan.parent_run_id, plan.name, metric, mode, params)
+    except Exception as exc:
+        print(f"(could not save the trials' view in MLflow: {exc})")
+        return []
