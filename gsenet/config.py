@@ -18,6 +18,8 @@ from typing import Any
 
 from gsenet.errors import GSENetError
 
+SPLITS = ("train", "val", "test")  # the dataset layout's folders (see gsenet/data.py)
+
 
 class ConfigError(GSENetError, ValueError):
     """A config value, file or override is invalid; the message says which and how to fix it."""
