@@ -27,7 +27,7 @@ demo: setup
 	mkdir -p $(DEMO_DIR) && cd $(DEMO_DIR) && $(abspath $(BIN))/gsenet search --smoke-test
 
 test: setup
-	$(BIN)/pytest -q -ra --timeout 900
+	$(BIN)/pytest -q -ra --timeout 900 --durations=30
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

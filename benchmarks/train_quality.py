@@ -83,7 +83,7 @@ def train(
     )
     torch.manual_seed(cfg.train.seed)
     model = GSENet(cfg.model)
-    loss_fn = GSENetLoss(cfg.loss, sr)
+    loss_fn = GSENetLoss(cfg.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, o.warmup_steps, steps, o.schedule, o.min_lr_ratio)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gsenet import tracking
 from gsenet.metrics import disjoint_union
-from search import mlflow_runs
+from gsenet.mlflow_ui import ui_url
 from search.progress import trial_state
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class SweepReport:
     model_uri: str = ""  # models:/NAME@best when registered
     files: dict[str, str] = field(default_factory=dict)  # what was written (csv, plots)
     counts: dict[str, int] = field(default_factory=dict)
+    ui_links: list[str] = field(default_factory=list)  # summary lines from gsenet.mlflow_ui.sweep_links
 
     def summary_metrics(self) -> dict[str, float]:
         out = {f"trials_{k}": float(v) for k, v in self.counts.items()}
@@ -152,14 +154,10 @@ def register_best(report: SweepReport, uri: str, parent_run_id: str, model_name:
 
     Refuses (with a message; the sweep still finishes) rather than register something that does
     not load. A trial that could not log its model gets one made from its best checkpoint."""
-    from gsenet import tracking
-
     if not (model_name and report.best and parent_run_id):
         return
     trial_id = report.best["trial_id"]
-    runs = [
-        r for r in mlflow_runs.child_runs(uri, parent_run_id) if r.data.tags.get(mlflow_runs.TRIAL_ID_TAG) == trial_id
-    ]
+    runs = [r for r in tracking.child_runs(uri, parent_run_id) if r.data.tags.get(tracking.TRIAL_ID_TAG) == trial_id]
     if not runs:
         print(f"(best trial {trial_id} has no MLflow run: not registered)")
         return
@@ -200,8 +198,12 @@ def format_summary(report: SweepReport, plan: Any, top: int = 5) -> str:
         lines.append(f"{name}: {path}")
     gsenet = _executable("gsenet")
     lines.append("Look at it:")
-    if plan.mlflow_uri.startswith(("http://", "https://")):
-        lines.append(f"  MLflow UI:        open {plan.mlflow_uri} (experiment {plan.experiment!r}, run {plan.name!r})")
+    if report.ui_links:
+        lines += report.ui_links
+    elif plan.mlflow_uri.startswith(("http://", "https://")):
+        lines.append(
+            f"  MLflow UI:        open {ui_url(plan.mlflow_uri)} (experiment {plan.experiment!r}, run {plan.name!r})"
+        )
     else:
         lines.append(f"  MLflow UI:        {gsenet} ui --mlflow-uri {plan.mlflow_uri}")
     if report.model_uri:
