@@ -274,7 +274,8 @@ def calibrate_level(model, items: list[dict]) -> float:
 
 def run_calibrate(args) -> None:
     """Re-level a shipped model on the training scheme's val split; rewrites its model.pt."""
-    from gsenet.inference import MODEL_WEIGHTS, load_model, pretrained_folder
+    from gsenet.inference import load_model, pretrained_folder
+    from gsenet.model_files import MODEL_WEIGHTS
 
     torch.set_num_threads(args.threads)
     folder = pretrained_folder(args.name)
