@@ -230,7 +230,7 @@ def main() -> None:
     start = time.time()
     train_root, test_root = simulate(work, args.train_recordings, args.test_recordings, args.duration)
     print(f"simulated in {time.time() - start:.0f} s: {train_root}, {test_root}")
-    from gsenet.train import init_ray
+    from gsenet.runtime import init_ray
 
     init_ray(num_cpus=2)
     checkpoints = {}

@@ -66,7 +66,7 @@ def main() -> None:
     from gsenet import tracking
     from gsenet.checks import check_dataset
     from gsenet.config import ExperimentConfig, apply_overrides, flatten, to_dict
-    from gsenet.train import init_ray
+    from gsenet.runtime import init_ray
 
     rows = [(f"cold import {m} (fresh process)", cold_import_seconds(m)) for m in IMPORTS]
     with tempfile.TemporaryDirectory() as folder:

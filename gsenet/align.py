@@ -28,10 +28,24 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from gsenet.checks import SPLITS, estimate_delay
-from gsenet.config import DataConfig
+from gsenet.config import SPLITS, DataConfig
 from gsenet.errors import DataError
 from gsenet.storage import cache_root
+
+MAX_LAG_S = 0.5  # largest beam-to-reference delay searched
+
+
+def estimate_delay(beam: np.ndarray, ref: np.ndarray, sample_rate: int, max_lag_s: float = MAX_LAG_S) -> float:
+    """Delay of `beam` relative to `ref` in seconds (positive: beam is behind), by GCC-PHAT."""
+    n = min(len(beam), len(ref))
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    spectrum = np.fft.rfft(beam[:n], size) * np.conj(np.fft.rfft(ref[:n], size))
+    spectrum /= np.abs(spectrum) + 1e-12  # PHAT: keep only the phase, so every frequency votes equally
+    correlation = np.fft.irfft(spectrum, size)
+    max_lag = min(int(max_lag_s * sample_rate), n - 1)
+    lags = np.concatenate([correlation[-max_lag:], correlation[: max_lag + 1]]) if max_lag else correlation[:1]
+    return (int(np.argmax(lags)) - max_lag) / sample_rate
+
 
 WINDOWS = 3  # delay estimates per recording (start, middle, end)
 WINDOW_S = 4.0  # seconds per estimate (as the linter)

@@ -19,8 +19,9 @@ Decisions, so that nothing happens silently:
 - A stereo file, files of one recording at different rates, or different lengths are errors that
   name the file. With DataConfig.length_policy="trim" differing lengths are trimmed to the shortest
   (with a warning) instead.
-- Content checks (NaN, silence, clipping, beam/reference delay) live in gsenet.checks; training
-  runs them first (`prepare_data`), then builds these datasets with `exclude=report.bad_recordings`.
+- Content checks (NaN, silence, clipping, beam/reference delay) live in gsenet.checks; the training
+  driver runs them first (`checks.prepare_data`), then every worker builds these datasets with
+  `exclude=report.bad_recordings`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from gsenet.storage import cache_root, file_lock
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 LAYOUT_HINT = "expected ROOT/{train,val,test}/<recording>/channel_1.wav, channel_2.wav, ..., ground_truth.wav"
 
 
@@ -244,8 +244,18 @@ class SegmentDataset(torch.utils.data.Dataset):
 class RecordingDataset(torch.utils.data.Dataset):
     """Whole recordings with their true lengths (validation, test)."""
 
-    def __init__(self, split_dir: Path, cfg: DataConfig, sample_rate: int, *, exclude: Collection[str] = ()):
+    def __init__(
+        self,
+        split_dir: Path,
+        cfg: DataConfig,
+        sample_rate: int,
+        *,
+        exclude: Collection[str] = (),
+        max_recordings: int = 0,  # the first N (in folder order) only; 0 = all
+    ):
         self.recordings = load_recordings(split_dir, cfg, sample_rate, exclude)
+        if max_recordings:
+            self.recordings = self.recordings[:max_recordings]
 
     def __len__(self) -> int:
         return len(self.recordings)

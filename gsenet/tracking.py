@@ -1,6 +1,7 @@
 """MLflow tracking: the only module that imports mlflow.
 
-One MLflow run per training run. The driver creates (or, on resume, finds) the run and logs what is
+One MLflow run per training run; a sweep adds one parent run with each trial's run nested under it.
+The driver creates (or, on resume, finds) the run and logs what is
 known before training: every config field as a param, the resolved config as YAML and the dataset
 linter's summary. Rank 0 then logs through a `RunLogger`: metrics with step numbers, audio examples,
 spectrograms and, at the end, the final and best models. Nothing here touches the environment or
@@ -37,13 +38,14 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 
-from gsenet.errors import TrackingError
+from gsenet.errors import TrackingError, TrackingUnreachableError
 
 log = logging.getLogger("gsenet.tracking")
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"  # in the working folder: the UI works with no server
 DEFAULT_ARTIFACTS_DIR = "mlartifacts"
 RUN_KEY_TAG = "gsenet.run_key"  # storage path + run name: how a resumed run finds its MLflow run
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: nests a run under another (a sweep's trials)
 SIGNALS = ("ref", "beam", "enhanced", "target")
 
 
@@ -89,7 +91,7 @@ def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
             problem = f"HTTP {response.status}"
     except (urllib.error.URLError, OSError) as exc:
         problem = str(getattr(exc, "reason", exc))
-    raise TrackingError(
+    raise TrackingUnreachableError(
         f"MLflow tracking server {uri} is not reachable ({problem}); start it (`mlflow server ...`), "
         "fix --mlflow-uri / MLFLOW_TRACKING_URI, or unset it to log to ./mlruns.db"
     )
@@ -159,8 +161,6 @@ def start_training_run(
     Resuming (same storage path and name) continues in the same MLflow run, so its metrics read as
     one curve. Raises TrackingError when the store cannot be used.
     """
-    from mlflow.entities import Param
-
     check_tracking_server(uri)
     try:
         client = _client(uri)
@@ -173,12 +173,10 @@ def start_training_run(
             return found[0].info.run_id
         all_tags = {RUN_KEY_TAG: run_key, **(tags or {})}
         if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
+            all_tags[PARENT_TAG] = parent_run_id
         run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
         run_id = run.info.run_id
-        items = [Param(k, _param_value(v)) for k, v in sorted(params.items())]
-        for i in range(0, len(items), 100):  # MLflow's batch limit
-            client.log_batch(run_id, params=items[i : i + 100])
+        _log_params(client, run_id, params)
         client.log_text(run_id, config_yaml, "config.yaml")
         if data_summary is not None:
             client.log_dict(run_id, data_summary, "data/summary.json")
@@ -198,12 +196,124 @@ def _param_value(value: Any) -> str:
     return text[:6000]  # MLflow's param length limit
 
 
+def _log_params(client, run_id: str, params: dict[str, Any]) -> None:
+    """Every param, sorted, as text MLflow accepts, in batches of MLflow's limit (100)."""
+    from mlflow.entities import Param
+
+    items = [Param(k, _param_value(v)) for k, v in sorted(params.items())]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
 def finish_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
     """Mark a run FINISHED / FAILED / KILLED (best effort: a tracking outage never fails training)."""
     try:
         _client(uri).set_terminated(run_id, status=status)
     except Exception as exc:
         log.warning("MLflow: could not mark run %s as %s: %s", run_id, status, exc)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweeps: one parent run per sweep, one nested child run per trial
+# ----------------------------------------------------------------------------------------------
+# Trials log their own child runs from inside training (start_training_run, given the parent run
+# id and a `gsenet.trial_id` tag). The sweep driver only owns the parent run and closes each child
+# with the trial's final state (completed / pruned / errored), because a trial that ASHA stops is
+# killed before its own code could say so.
+TRIAL_ID_TAG = "gsenet.trial_id"
+SWEEP_TAG = "gsenet.sweep"
+STATE_TAG = "gsenet.trial_state"
+NOTE_TAG = "mlflow.note.content"  # the run page's Description, rendered as markdown by the MLflow UI
+# trial state -> MLflow run status
+RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "errored": "FAILED"}
+
+
+def start_parent_run(uri: str, experiment: str, sweep_name: str, params: dict[str, Any], space_text: str) -> str:
+    """Create the sweep's parent run; returns its id. Raises TrackingError if MLflow is unreachable."""
+    client = _client(uri)
+    try:
+        check_tracking_server(uri)
+        experiment_id = get_or_create_experiment(uri, experiment)
+        run = client.create_run(
+            experiment_id, run_name=sweep_name, tags={SWEEP_TAG: sweep_name, "gsenet.kind": "sweep"}
+        )
+    except TrackingError:
+        raise
+    except Exception as exc:
+        raise TrackingError(f"cannot create the sweep's MLflow run at {uri}: {exc} (is the server up?)") from None
+    run_id = run.info.run_id
+    _log_params(client, run_id, params)
+    client.log_text(run_id, space_text, "search_space.yaml")
+    return run_id
+
+
+def reopen_run(uri: str, run_id: str) -> None:
+    """Set a run RUNNING again (a resumed sweep's parent)."""
+    _client(uri).update_run(run_id, status="RUNNING")
+
+
+def child_runs(uri: str, parent_run_id: str) -> list:
+    """All child runs of a sweep (any status)."""
+    client = _client(uri)
+    parent = client.get_run(parent_run_id)
+    return client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=10000
+    )
+
+
+def finish_trial_run(
+    uri: str, parent_run_id: str, trial_id: str, state: str, params: dict[str, Any], metrics: dict[str, float]
+) -> str:
+    """Tag the trial's child run with its final state and close it; create the child if training never did."""
+    client = _client(uri)
+    runs = [r for r in child_runs(uri, parent_run_id) if r.data.tags.get(TRIAL_ID_TAG) == trial_id]
+    if runs:
+        run_id = runs[0].info.run_id
+    else:  # the trial died before training could open its run: keep one child per trial anyway
+        parent = client.get_run(parent_run_id)
+        tags = {PARENT_TAG: parent_run_id, TRIAL_ID_TAG: trial_id, SWEEP_TAG: parent.data.tags.get(SWEEP_TAG, "")}
+        run_id = client.create_run(parent.info.experiment_id, run_name=trial_id, tags=tags).info.run_id
+        _log_params(client, run_id, params)
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
+    client.set_tag(run_id, STATE_TAG, state)
+    for extra in runs[1:]:  # a resumed trial may have opened a second run; close it the same way
+        client.set_tag(extra.info.run_id, STATE_TAG, state)
+        client.set_terminated(extra.info.run_id, RUN_STATUS[state])
+    client.set_terminated(run_id, RUN_STATUS[state])
+    return run_id
+
+
+def close_trial_run(uri: str, run_id: str, state: str, status: str) -> None:
+    """Tag a trial's child run with `state` and end it with MLflow `status` (e.g. a run its killed driver left RUNNING)."""
+    client = _client(uri)
+    client.set_tag(run_id, STATE_TAG, state)
+    client.set_terminated(run_id, status)
+
+
+def name_run(uri: str, run_id: str, name: str) -> None:
+    """Rename a run (trial child runs get short names that say what differs; see SearchSpace.trial_label).
+
+    Best effort: a run keeps its long name rather than a trial failing over a transient MLflow error."""
+    try:
+        _client(uri).update_run(run_id, name=name)
+    except Exception as exc:
+        log.warning("could not rename MLflow run %s to %r: %s", run_id, name, exc)
+
+
+def set_run_note(uri: str, run_id: str, markdown: str) -> None:
+    """Set the run's description (e.g. the sweep's summary on the parent run's page)."""
+    _client(uri).set_tag(run_id, NOTE_TAG, markdown)
+
+
+def log_artifacts(uri: str, run_id: str, folder: Path, artifact_path: str | None = None) -> None:
+    _client(uri).log_artifacts(run_id, str(folder), artifact_path)
+
+
+def log_metrics(uri: str, run_id: str, metrics: dict[str, float]) -> None:
+    client = _client(uri)
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -444,15 +554,15 @@ class GSENetPyfunc(mlflow.pyfunc.PythonModel):
     """Input {"beam": float32[B, L] or [L], "ref": same}; output the enhanced float32 waveform."""
 
     def load_context(self, context):
-        from gsenet.inference import load_model
+        from gsenet.model_files import load_local_model
 
-        self.model, _ = load_model(context.artifacts["model"])
+        self.model, _ = load_local_model(context.artifacts["model"])
 
     # The input is really a dict of arrays. MLflow warns on every import when `predict` has no type
     # hint, and rejects hints it cannot turn into a schema (dict[...]); np.ndarray is one it accepts
     # without validating anything, exactly like no hint. The logged signature validates the input.
     def predict(self, context, model_input: np.ndarray, params=None):
-        from gsenet.inference import enhance_arrays
+        from gsenet.enhance import enhance_arrays
 
         if not isinstance(model_input, dict) or not {"beam", "ref"} <= set(model_input):
             raise ValueError('GSENet pyfunc input must be a dict {"beam": array, "ref": array}')
@@ -518,9 +628,9 @@ def logged_model(uri: str, run_id: str, name: str = "best_model"):
 
 def log_checkpoint_as_model(uri: str, run_id: str, checkpoint: str | Path, name: str = "best_model") -> str:
     """Log a (local) training checkpoint's weights + config as the run's pyfunc model `name`."""
-    from gsenet.inference import load_model, model_config_of, save_model_folder
+    from gsenet.model_files import load_local_model, model_config_of, save_model_folder
 
-    model, cfg = load_model(checkpoint)
+    model, cfg = load_local_model(checkpoint)
     with tempfile.TemporaryDirectory(prefix="gsenet-model-") as folder:
         model_folder = save_model_folder(model.state_dict(), model_config_of(cfg), Path(folder) / name)
         return log_pyfunc_model(uri, run_id, model_folder, name, sample_rate=model.cfg.sample_rate)
@@ -531,7 +641,7 @@ def register_model(uri: str, run_id: str, name: str, model_name: str = "best_mod
 
     The model is downloaded and loaded first, so the registry never points at an empty or broken
     folder: a run without a loadable model raises TrackingError and nothing is registered."""
-    from gsenet.inference import load_model
+    from gsenet.model_files import load_local_model
 
     client = _client(uri)
     model = logged_model(uri, run_id, model_name)
@@ -539,7 +649,7 @@ def register_model(uri: str, run_id: str, name: str, model_name: str = "best_mod
         raise TrackingError(f"run {run_id} logged no {model_name!r} model: nothing to register as {name!r}")
     source = f"models:/{model.model_id}"
     try:
-        load_model(download_model(source, uri))
+        load_local_model(download_model(source, uri))
     except Exception as exc:
         raise TrackingError(f"run {run_id}'s {model_name!r} does not load ({exc}): not registered as {name!r}") from exc
     try:

@@ -1,9 +1,13 @@
 """Training on Ray Train: one loop for a laptop CPU, a CI runner and N GPU nodes (DDP).
 
-    fit(cfg) ─ build_trainer(cfg) ─ dataset checks, MLflow run (driver) ─ TorchTrainer
+    fit(cfg) ─ build_trainer(cfg) ─ checks.prepare_data, MLflow run (driver) ─ TorchTrainer
                                           └─ train_loop_per_worker (every rank):
-                                               data → model + loss → steps → each epoch:
-                                               validate → ray.train.report(metrics, checkpoint)
+                                               start_worker: data → model + loss → checkpoint
+                                               each epoch: train_one_epoch (+ check_preemption)
+                                               → end_epoch: validate → ray.train.report(metrics,
+                                               checkpoint)
+
+Starting or joining Ray is gsenet.runtime's job (shared with search/).
 
 Ray Train resumes a run from (storage_path, name), so the name is derived from the config (no
 timestamps): rerunning the same command after a crash continues from the latest checkpoint, with
@@ -21,6 +25,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,84 +36,10 @@ from gsenet.errors import GSENetError, TrainingError
 
 log = logging.getLogger("gsenet.train")
 
-DEFAULT_STORAGE = "gsenet_runs"
-# MLflow's HTTP client retries for minutes by default; a training worker should warn and move on.
-WORKER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-# Train V2 routes a worker's print() to its logger *and* to the wrapped stdout: every line twice.
-WORKER_ENV["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
-
 
 # ----------------------------------------------------------------------------------------------
-# Driver side
+# Driver side (Ray start-up lives in gsenet.runtime)
 # ----------------------------------------------------------------------------------------------
-DRIVER_RESOURCE = "TRAIN_DRIVER"  # custom resource of the non-preemptible node that hosts Train drivers
-RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray binds 127.0.0.1 only
-
-
-def pin_ray_to_loopback() -> None:
-    """Make the Ray that this process starts listen on 127.0.0.1 only (gcs_server, raylet, workers,
-    dashboard agent), whatever was imported before.
-
-    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when `ray` is first imported (any
-    `import ray.tune` does it), and otherwise binds the machine's interface address even for a
-    single-machine instance. So: set the variable for the processes Ray spawns, and when ray is
-    already imported, also correct the constant it read (Ray looks it up at each use).
-    """
-    import os
-    import sys
-
-    os.environ[RAY_LOOPBACK_ENV] = "0"
-    constants = sys.modules.get("ray._private.ray_constants")
-    if constants is not None:
-        constants.ENABLE_RAY_CLUSTER = False
-
-
-def init_ray(address: str = "", num_cpus: int | None = None) -> None:
-    """Join a cluster (`address`, e.g. "auto", or $RAY_ADDRESS) or start a local Ray with TRAIN_DRIVER.
-
-    Locally, Ray Train's placement-group cleaner asks the State API (the dashboard) whether a run's
-    controller is alive; with no address it auto-detects the cluster and fails when the machine runs
-    more than one Ray instance, leaking the run's CPUs/GPUs. So pin it to our own dashboard (the
-    raylet and every worker inherit RAY_API_SERVER_ADDRESS from the driver), and use
-    address="local" so we never attach to someone else's `ray start` cluster by accident.
-    """
-    import os
-    import socket
-
-    address = address or os.environ.get("RAY_ADDRESS", "")
-    if not address:
-        pin_ray_to_loopback()
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address)
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-    ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        resources={DRIVER_RESOURCE: 100},
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=port,
-    )
-
-
-def worker_env() -> dict[str, str]:
-    """WORKER_ENV plus the MLflow outage window when the driver's environment sets it."""
-    import os
-
-    from gsenet.tracking import RETRY_WINDOW_ENV
-
-    extra = {RETRY_WINDOW_ENV: os.environ[RETRY_WINDOW_ENV]} if os.environ.get(RETRY_WINDOW_ENV) else {}
-    return {**WORKER_ENV, **extra}
-
-
 def default_run_name(cfg: ExperimentConfig) -> str:
     """cfg.train.name, else a hash of everything that shapes the run (stable across restarts)."""
     if cfg.train.name:
@@ -121,6 +52,16 @@ def default_run_name(cfg: ExperimentConfig) -> str:
     return f"gsenet-{digest}"
 
 
+@dataclasses.dataclass
+class BuiltTrainer:
+    """A TorchTrainer ready to fit, and the MLflow run its rank 0 logs to (which `fit` closes with
+    the outcome; a sweep trial renames it)."""
+
+    trainer: Any  # gsenet.failures.GSENetTrainer
+    mlflow_uri: str
+    mlflow_run_id: str
+
+
 def build_trainer(
     cfg: ExperimentConfig,
     *,
@@ -128,28 +69,22 @@ def build_trainer(
     train_callbacks: list = (),
     mlflow_parent_run_id: str | None = None,
     mlflow_tags: dict | None = None,
-):
-    """A ready-to-fit TorchTrainer. Checks the dataset and creates the MLflow run first, so a broken
-    dataset or an unreachable tracking server is a clear error before any worker starts."""
+) -> BuiltTrainer:
+    """A ready-to-fit TorchTrainer and its MLflow run. Checks the dataset and creates the MLflow run
+    first, so a broken dataset or an unreachable tracking server is a clear error before any worker
+    starts."""
     import ray.train
 
     from gsenet import tracking
-    from gsenet.checks import check_dataset
+    from gsenet.checks import prepare_data
     from gsenet.failures import GSENetTrainer
-    from gsenet.storage import open_storage_filesystem, resolve_data_root
+    from gsenet.runtime import DEFAULT_STORAGE
+    from gsenet.storage import open_storage_filesystem
 
     cfg = from_dict(to_dict(cfg))  # a validated private copy
     name = name or default_run_name(cfg)
-    sample_rate = cfg.model.sample_rate
-    data_root = resolve_data_root(cfg.data.path, cfg.data.cache_dir, timeout=cfg.data.gcs_timeout_s)
-    report = check_dataset(data_root, cfg.data, sample_rate)
-    for warning in report.warnings:
-        log.warning("data: %s", warning)
+    _, report = prepare_data(cfg.data, cfg.model.sample_rate)
     excluded = sorted(report.bad_recordings) if cfg.data.skip_bad_recordings else []
-    # With skipping on, what skipping cannot fix (a missing split, nothing left) still fails here.
-    report.raise_if_errors(skip_bad=cfg.data.skip_bad_recordings)
-    if excluded:
-        log.warning("data: skipping %d bad recording(s): %s", len(excluded), ", ".join(excluded))
 
     filesystem, storage_path = open_storage_filesystem(cfg.train.storage_path or DEFAULT_STORAGE)
     uri = tracking.resolve_tracking_uri(cfg.tracking.mlflow_uri)
@@ -164,8 +99,9 @@ def build_trainer(
         parent_run_id=mlflow_parent_run_id,
         tags=mlflow_tags,
     )
-    use_gpu = cfg.train.gpus_per_worker > 0
-    resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": cfg.train.gpus_per_worker} if use_gpu else {})}
+    gpus = cfg.train.gpus_per_worker
+    use_gpu = gpus > 0 and not cfg.train.gpu_resource  # a stand-in resource trains on CPU
+    resources = {"CPU": cfg.train.cpus_per_worker, **({cfg.train.gpu_resource or "GPU": gpus} if gpus > 0 else {})}
     trainer = GSENetTrainer(  # a TorchTrainer that does not retry errors which cannot go away
         train_loop_per_worker,
         train_loop_config={
@@ -177,24 +113,32 @@ def build_trainer(
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources
         ),
-        run_config=ray.train.RunConfig(
-            name=name,
-            storage_path=storage_path,
-            storage_filesystem=filesystem,
-            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
-            # Kept by the metric that defines "best" (a sweep sets it to its own metric), so the
-            # best epoch's checkpoint is never the one Ray deletes.
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=cfg.train.keep_checkpoints,
-                checkpoint_score_attribute=cfg.train.checkpoint_metric,
-                checkpoint_score_order=cfg.train.resolved_checkpoint_mode(),
-            ),
-            callbacks=list(train_callbacks),
-            worker_runtime_env={"env_vars": worker_env()},
-        ),
+        run_config=run_config(cfg, name, storage_path, filesystem, train_callbacks),
     )
-    trainer.gsenet_mlflow = (uri, run_id)  # for fit(): finish the MLflow run with the outcome
-    return trainer
+    return BuiltTrainer(trainer, uri, run_id)
+
+
+def run_config(cfg: ExperimentConfig, name: str, storage_path: str, filesystem, callbacks: list):
+    """Where the run's results go (resumable by name), its retries, checkpoints and callbacks."""
+    import ray.train
+
+    from gsenet.runtime import worker_env
+
+    return ray.train.RunConfig(
+        name=name,
+        storage_path=storage_path,
+        storage_filesystem=filesystem,
+        failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+        # Kept by the metric that defines "best" (a sweep sets it to its own metric), so the
+        # best epoch's checkpoint is never the one Ray deletes.
+        checkpoint_config=ray.train.CheckpointConfig(
+            num_to_keep=cfg.train.keep_checkpoints,
+            checkpoint_score_attribute=cfg.train.checkpoint_metric,
+            checkpoint_score_order=cfg.train.resolved_checkpoint_mode(),
+        ),
+        callbacks=list(callbacks),
+        worker_runtime_env={"env_vars": worker_env()},
+    )
 
 
 def fit(cfg: ExperimentConfig, **kwargs):
@@ -204,10 +148,10 @@ def fit(cfg: ExperimentConfig, **kwargs):
 
     from gsenet import tracking
 
-    trainer = build_trainer(cfg, **kwargs)
-    uri, run_id = trainer.gsenet_mlflow
+    built = build_trainer(cfg, **kwargs)
+    uri, run_id = built.mlflow_uri, built.mlflow_run_id
     try:
-        result = trainer.fit()
+        result = built.trainer.fit()
     except ray.train.TrainingFailedError as exc:
         tracking.finish_run(uri, run_id, "FAILED")
         raise _user_error(exc) from exc
@@ -456,7 +400,7 @@ def validate(model, loss_fn, dataset, cfg: ExperimentConfig, device, autocast_dt
     subset = min(cfg.train.metric_subset, len(dataset))
     mine = list(range(subset)) if rank == 0 else []
     mine += list(range(subset + rank, len(dataset), world))
-    term_names = [n for n in ("multires_stft", "compressed_spectral", "si_sdr") if getattr(cfg.loss, n) > 0]
+    term_names = cfg.loss.active_terms()
     # [loss, count, si_sdr, si_sdr_beam, terms...] summed over recordings
     sums = torch.zeros(4 + len(term_names), dtype=torch.float64, device=device)
     perceptual, examples = {"pesq": [], "stoi": []}, []
@@ -504,16 +448,88 @@ def validation_metrics(loss: float, loss_terms: dict[str, float], quality: dict[
 
 
 # ----------------------------------------------------------------------------------------------
-# The loop every worker runs
+# The loop every worker runs: start, then per epoch train_one_epoch and end_epoch
 # ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Worker:
+    """One worker's training run: what the loop's named steps share."""
+
+    cfg: ExperimentConfig
+    rank: int
+    world: int
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    train_set: Any  # SegmentDataset
+    val_set: Any  # RecordingDataset
+    model: torch.nn.Module  # as Ray prepared it (DDP-wrapped with more than one worker)
+    bare: torch.nn.Module  # the GSENet itself (checkpoints, validation)
+    forward: Any  # `model`, or torch.compile(model)
+    loss_fn: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    progress: Progress
+    best_state: dict | None  # rank 0: the weights of the best epoch so far
+    start_step: int  # where this (possibly resumed) run picked up
+    flops_per_audio_second: float
+    peak_flops: float
+    logger: Any = None  # rank 0's RunLogger (None elsewhere or without MLflow)
+    preempt_saved: bool = False
+
+    @property
+    def audio_per_step(self) -> float:
+        """Seconds of audio per optimizer step (all ranks)."""
+        return self.cfg.data.batch_size * self.world * self.train_set.segment / self.cfg.model.sample_rate
+
+
+@dataclasses.dataclass
+class EpochStats:
+    loss_sum: float = 0.0
+    steps: int = 0
+    seconds: float = 0.0
+
+
 def train_loop_per_worker(loop_config: dict) -> None:
+    worker = start_worker(loop_config)
+    while worker.progress.epoch <= worker.cfg.train.epochs:
+        stats = train_one_epoch(worker)
+        end_epoch(worker, stats)
+    if worker.logger is not None:
+        _log_final_models(worker.logger, loop_config, worker.cfg, cpu_state(worker.bare), worker.best_state)
+
+
+def worker_datasets(cfg: ExperimentConfig, world: int, exclude: list[str]):
+    """This worker's training segments and validation recordings. The driver checked the dataset
+    (checks.prepare_data) and passes the bad recordings to leave out; here the root is only
+    resolved (gs:// -> this node's cache), by the same rule."""
+    from gsenet.checks import local_data_root
+    from gsenet.data import RecordingDataset, SegmentDataset
+
+    data_root, sr = local_data_root(cfg.data), cfg.model.sample_rate
+    length = cfg.train.steps_per_epoch * cfg.data.batch_size * world
+    train_set = SegmentDataset(data_root / "train", cfg.data, sr, seed=cfg.train.seed, length=length, exclude=exclude)
+    val_set = RecordingDataset(
+        data_root / "val", cfg.data, sr, exclude=exclude, max_recordings=cfg.data.val_max_recordings
+    )
+    return train_set, val_set
+
+
+def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig):
+    """AdamW and its per-step LR schedule (warm-up, then constant or cosine)."""
+    o, total_steps = cfg.optim, cfg.train.epochs * cfg.train.steps_per_epoch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, o.warmup_steps, total_steps, o.schedule, o.min_lr_ratio)
+    )
+    return optimizer, scheduler
+
+
+def start_worker(loop_config: dict) -> Worker:
+    """Data, model, optimizer, the latest checkpoint (if any), DDP, rank 0's MLflow logger."""
     import ray.train
     import ray.train.torch
 
-    from gsenet.data import RecordingDataset, SegmentDataset
     from gsenet.losses import GSENetLoss
     from gsenet.model import GSENet, count_parameters
-    from gsenet.storage import resolve_data_root
     from gsenet.throughput import matmul_peak_flops, training_flops_per_audio_second, worker_threads
 
     cfg = from_dict(loop_config["config"])
@@ -522,37 +538,16 @@ def train_loop_per_worker(loop_config: dict) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     autocast_dtype = setup_device(cfg, device)
-    sr, batch_size = cfg.model.sample_rate, cfg.data.batch_size
-    total_steps = cfg.train.epochs * cfg.train.steps_per_epoch
-
-    data_root = resolve_data_root(
-        cfg.data.path, cfg.data.cache_dir, timeout=cfg.data.gcs_timeout_s
-    )  # per node cache for gs://
-    exclude = loop_config.get("exclude", [])
-    train_set = SegmentDataset(
-        data_root / "train",
-        cfg.data,
-        sr,
-        seed=cfg.train.seed,
-        length=cfg.train.steps_per_epoch * batch_size * world,
-        exclude=exclude,
-    )
-    val_set = RecordingDataset(data_root / "val", cfg.data, sr, exclude=exclude)
-    if cfg.data.val_max_recordings:
-        val_set.recordings = val_set.recordings[: cfg.data.val_max_recordings]
+    train_set, val_set = worker_datasets(cfg, world, loop_config.get("exclude", []))
 
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank (DDP also broadcasts)
     model = GSENet(cfg.model).to(device)
     autocast_dtype = check_autocast(model, device, autocast_dtype)
     # MFU as nanoGPT reports it: conv FLOPs trained per second against this worker's matmul peak.
     flops_per_audio_second = training_flops_per_audio_second(cfg.model)
-    peak_flops = matmul_peak_flops(device, autocast_dtype or torch.float32)
-    loss_fn = GSENetLoss(cfg.loss, sr)
-    o = cfg.optim
-    optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, o.warmup_steps, total_steps, o.schedule, o.min_lr_ratio)
-    )
+    peak_flops = matmul_peak_flops(device, autocast_dtype or torch.float32)  # draws from torch's RNG
+    loss_fn = GSENetLoss(cfg.loss)
+    optimizer, scheduler = make_optimizer(model, cfg)
     progress, best_state = Progress(), None
     restored = load_checkpoint(ray.train.get_checkpoint())
     if restored is not None:
@@ -561,112 +556,146 @@ def train_loop_per_worker(loop_config: dict) -> None:
         scheduler.load_state_dict(restored["scheduler"])
         progress = Progress.restore(restored["progress"])
         best_state = restored.get("best_model")
-    start_step = progress.step  # reported, so a resumed run shows where it picked up
-    model = ray.train.torch.prepare_model(model)
-    bare = model.module if hasattr(model, "module") else model
-    step_fn = torch.compile(model) if cfg.train.compile and device.type == "cuda" else model
-
-    speed = {"torch_threads": torch.get_num_threads(), "matmul_peak_gflops": peak_flops / 1e9}
-    logger = _rank0_logger(loop_config, rank, cfg, device, count_parameters(bare), speed)
+    prepared = ray.train.torch.prepare_model(model)
+    bare = prepared.module if hasattr(prepared, "module") else prepared
+    worker = Worker(
+        cfg, rank, world, device, autocast_dtype, train_set, val_set, prepared, bare,
+        forward=torch.compile(prepared) if cfg.train.compile and device.type == "cuda" else prepared,
+        loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler, progress=progress, best_state=best_state,
+        start_step=progress.step, flops_per_audio_second=flops_per_audio_second, peak_flops=peak_flops,
+    )  # fmt: skip
+    speed = {"torch_threads": torch.get_num_threads(), "matmul_peak_gflops": worker.peak_flops / 1e9}
+    worker.logger = _rank0_logger(loop_config, rank, cfg, device, count_parameters(bare), speed)
     if rank == 0:
         where = f"step {progress.step} (epoch {progress.epoch}, batch {progress.batch})" if restored else "scratch"
         print(
             f"gsenet: {world} worker(s) on {device} ({speed['torch_threads']} threads, matmul peak "
             f"{speed['matmul_peak_gflops']:.0f} GFLOP/s), {count_parameters(bare):,} parameters, from {where}"
         )
+    return worker
 
-    def checkpoint_state() -> dict:
-        return {
-            "model": cpu_state(bare),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "progress": dataclasses.asdict(progress),
-            "config": to_dict(cfg),
-            "best_model": best_state,
-        }
 
-    def report(metrics: dict, with_checkpoint: bool, suffix: str = "") -> None:
-        """Every rank calls this the same number of times (it is a barrier); rank 0 adds the files."""
-        if not (with_checkpoint and rank == 0):
-            ray.train.report(metrics)
-            return
-        with tempfile.TemporaryDirectory(prefix="gsenet-ckpt-") as folder:
-            save_checkpoint(Path(folder), checkpoint_state(), cfg)
-            ray.train.report(
-                metrics,
-                checkpoint=ray.train.Checkpoint.from_directory(folder),
-                checkpoint_dir_name=checkpoint_folder_name(progress.step, progress.generation, suffix),
-                checkpoint_upload_fn=commit_checkpoint,
-            )
+def checkpoint_state(worker: Worker) -> dict:
+    return {
+        "model": cpu_state(worker.bare),
+        "optimizer": worker.optimizer.state_dict(),
+        "scheduler": worker.scheduler.state_dict(),
+        "progress": dataclasses.asdict(worker.progress),
+        "config": to_dict(worker.cfg),
+        "best_model": worker.best_state,
+    }
 
-    audio_per_step = batch_size * world * train_set.segment / sr  # seconds of audio per optimizer step
-    preempt_saved = False
-    while progress.epoch <= cfg.train.epochs:
-        model.train()
-        train_set.set_epoch(progress.epoch)
-        loader = make_train_loader(train_set, cfg, progress.batch, world)
-        loss_sum, loss_count, t0, t_steps = 0.0, 0, time.perf_counter(), 0
-        for batch in loader:
-            loss = train_step(
-                step_fn, model.parameters(), loss_fn, optimizer, batch, device, autocast_dtype, o.grad_clip
-            )
-            if not torch.isfinite(loss):
-                raise non_finite_loss_error(loss.item(), batch, progress, rank, o)
-            scheduler.step()
-            progress.step += 1
-            progress.batch += 1
-            loss_sum, loss_count, t_steps = loss_sum + loss.item(), loss_count + 1, t_steps + 1
-            if rank == 0 and progress.step % cfg.train.log_every == 0:
-                elapsed = time.perf_counter() - t0
-                print(
-                    f"step {progress.step:6d} | epoch {progress.epoch} | loss {loss.item():.4f} | "
-                    f"lr {scheduler.get_last_lr()[0]:.2e} | {t_steps * audio_per_step / elapsed:7.1f} s audio/s"
-                )
-            every = cfg.train.preemption_check_every
-            if every and progress.step % every == 0 and not preempt_saved:
-                if ray.train.get_preemption_info() is not None:  # a barrier: every rank calls it
-                    # A just-in-time checkpoint; Ray restarts the group from it after the node goes.
-                    preempt_saved = True
-                    report(_preemption_metrics(progress, scheduler, cfg), with_checkpoint=True, suffix="_preempted")
-        # ---- end of epoch: validate, report, checkpoint ----
-        train_seconds = time.perf_counter() - t0
-        bare.eval()
-        val, examples = validate(bare, loss_fn, val_set, cfg, device, autocast_dtype, rank, world)
-        epoch = progress.epoch
-        progress.epoch, progress.batch = epoch + 1, 0  # the checkpoint resumes at the next epoch
-        progress.last_val = {k: float(v) for k, v in val.items()}
-        progress.best_val_loss = min(progress.best_val_loss, val["val_loss"])
-        if progress.improves(val[cfg.train.checkpoint_metric], cfg.train.resolved_checkpoint_mode()):
-            progress.best_score = val[cfg.train.checkpoint_metric]
-            best_state = cpu_state(bare) if rank == 0 else None
-        metrics = M.disjoint_union(
-            {
-                "epoch": epoch,
-                "step": progress.step,
-                "start_step": start_step,
-                "train_loss": loss_sum / max(1, loss_count),
-                "lr": scheduler.get_last_lr()[0],
-                "audio_seconds_per_second": loss_count * audio_per_step / max(train_seconds, 1e-9),
-                "best_val_loss": progress.best_val_loss,
-            },
-            val,
+
+def report(worker: Worker, metrics: dict, with_checkpoint: bool, suffix: str = "") -> None:
+    """Every rank calls this the same number of times (it is a barrier); rank 0 adds the files."""
+    import ray.train
+
+    if not (with_checkpoint and worker.rank == 0):
+        ray.train.report(metrics)
+        return
+    progress = worker.progress
+    with tempfile.TemporaryDirectory(prefix="gsenet-ckpt-") as folder:
+        save_checkpoint(Path(folder), checkpoint_state(worker), worker.cfg)
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(folder),
+            checkpoint_dir_name=checkpoint_folder_name(progress.step, progress.generation, suffix),
+            checkpoint_upload_fn=commit_checkpoint,
         )
-        metrics["train_gflop_per_second"] = metrics["audio_seconds_per_second"] / world * flops_per_audio_second / 1e9
-        metrics["matmul_peak_fraction"] = metrics["train_gflop_per_second"] * 1e9 / peak_flops  # per worker
-        if logger is not None:
-            logger.log_metrics(metrics, progress.step)
-            for name, signals in examples:
-                logger.log_audio_example(name, epoch, signals, sr)
+
+
+def train_one_epoch(worker: Worker) -> EpochStats:
+    """The rest of the epoch in progress (from progress.batch), one optimizer step per batch."""
+    cfg, progress, o = worker.cfg, worker.progress, worker.cfg.optim
+    worker.model.train()
+    worker.train_set.set_epoch(progress.epoch)
+    loader = make_train_loader(worker.train_set, cfg, progress.batch, worker.world)
+    stats, t0 = EpochStats(), time.perf_counter()
+    for batch in loader:
+        loss = train_step(
+            worker.forward, worker.model.parameters(), worker.loss_fn, worker.optimizer, batch,
+            worker.device, worker.autocast_dtype, o.grad_clip,
+        )  # fmt: skip
+        if not torch.isfinite(loss):
+            raise non_finite_loss_error(loss.item(), batch, progress, worker.rank, o)
+        worker.scheduler.step()
+        progress.step += 1
+        progress.batch += 1
+        stats.loss_sum, stats.steps = stats.loss_sum + loss.item(), stats.steps + 1
+        if worker.rank == 0 and progress.step % cfg.train.log_every == 0:
+            elapsed = time.perf_counter() - t0
             print(
-                f"epoch {epoch} | step {progress.step} | train {metrics['train_loss']:.4f} | "
-                f"val {val['val_loss']:.4f} | SI-SDR {val['val_si_sdr']:.2f} dB "
-                f"(beam {val['val_si_sdr_beam']:.2f}) | PESQ {val['val_pesq']:.2f} | STOI {val['val_stoi']:.3f} | "
-                f"{metrics['audio_seconds_per_second']:.1f} s audio/s, {metrics['train_gflop_per_second']:.1f} "
-                f"GFLOP/s = {100 * metrics['matmul_peak_fraction']:.0f}% of matmul peak"
+                f"step {progress.step:6d} | epoch {progress.epoch} | loss {loss.item():.4f} | "
+                f"lr {worker.scheduler.get_last_lr()[0]:.2e} | "
+                f"{stats.steps * worker.audio_per_step / elapsed:7.1f} s audio/s"
             )
-        report(metrics, with_checkpoint=True)
-    if logger is not None:
-        _log_final_models(logger, loop_config, cfg, cpu_state(bare), best_state)
+        check_preemption(worker)
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def check_preemption(worker: Worker) -> None:
+    """Every train.preemption_check_every steps: when Ray says this node is going away, write one
+    just-in-time checkpoint; Ray restarts the group from it after the node goes."""
+    import ray.train
+
+    every, progress = worker.cfg.train.preemption_check_every, worker.progress
+    if not every or progress.step % every or worker.preempt_saved:
+        return
+    if ray.train.get_preemption_info() is not None:  # a barrier: every rank calls it
+        worker.preempt_saved = True
+        metrics = _preemption_metrics(progress, worker.scheduler, worker.cfg)
+        report(worker, metrics, with_checkpoint=True, suffix="_preempted")
+
+
+def end_epoch(worker: Worker, stats: EpochStats) -> None:
+    """Validate, keep the best weights, log (rank 0), report to Ray with a checkpoint."""
+    cfg, progress = worker.cfg, worker.progress
+    worker.bare.eval()
+    val, examples = validate(
+        worker.bare, worker.loss_fn, worker.val_set, cfg, worker.device, worker.autocast_dtype, worker.rank,
+        worker.world,
+    )  # fmt: skip
+    epoch = progress.epoch
+    progress.epoch, progress.batch = epoch + 1, 0  # the checkpoint resumes at the next epoch
+    progress.last_val = {k: float(v) for k, v in val.items()}
+    progress.best_val_loss = min(progress.best_val_loss, val["val_loss"])
+    if progress.improves(val[cfg.train.checkpoint_metric], cfg.train.resolved_checkpoint_mode()):
+        progress.best_score = val[cfg.train.checkpoint_metric]
+        worker.best_state = cpu_state(worker.bare) if worker.rank == 0 else None
+    metrics = epoch_metrics(worker, epoch, stats, val)
+    if worker.logger is not None:
+        worker.logger.log_metrics(metrics, progress.step)
+        for name, signals in examples:
+            worker.logger.log_audio_example(name, epoch, signals, cfg.model.sample_rate)
+        print(
+            f"epoch {epoch} | step {progress.step} | train {metrics['train_loss']:.4f} | "
+            f"val {val['val_loss']:.4f} | SI-SDR {val['val_si_sdr']:.2f} dB "
+            f"(beam {val['val_si_sdr_beam']:.2f}) | PESQ {val['val_pesq']:.2f} | STOI {val['val_stoi']:.3f} | "
+            f"{metrics['audio_seconds_per_second']:.1f} s audio/s, {metrics['train_gflop_per_second']:.1f} "
+            f"GFLOP/s = {100 * metrics['matmul_peak_fraction']:.0f}% of matmul peak"
+        )
+    report(worker, metrics, with_checkpoint=True)
+
+
+def epoch_metrics(worker: Worker, epoch: int, stats: EpochStats, val: dict) -> dict:
+    """What each epoch reports: training figures, speed (per worker) and the validation metrics."""
+    metrics = M.disjoint_union(
+        {
+            "epoch": epoch,
+            "step": worker.progress.step,
+            "start_step": worker.start_step,
+            "train_loss": stats.loss_sum / max(1, stats.steps),
+            "lr": worker.scheduler.get_last_lr()[0],
+            "audio_seconds_per_second": stats.steps * worker.audio_per_step / max(stats.seconds, 1e-9),
+            "best_val_loss": worker.progress.best_val_loss,
+        },
+        val,
+    )
+    per_worker = metrics["audio_seconds_per_second"] / worker.world
+    metrics["train_gflop_per_second"] = per_worker * worker.flops_per_audio_second / 1e9
+    metrics["matmul_peak_fraction"] = metrics["train_gflop_per_second"] * 1e9 / worker.peak_flops  # per worker
+    return metrics
 
 
 def non_finite_loss_error(value: float, batch: dict, progress: Progress, rank: int, optim) -> TrainingError:
@@ -739,7 +768,7 @@ def _log_final_models(logger, loop_config: dict, cfg: ExperimentConfig, final: d
     """final_model and best_model (best by train.checkpoint_metric) as MLflow pyfuncs; the best one
     registered with alias `best` when tracking.register_model is set."""
     from gsenet import tracking
-    from gsenet.inference import save_model_folder
+    from gsenet.model_files import save_model_folder
 
     logger.flush()
     uri, run_id = loop_config["mlflow_uri"], loop_config["mlflow_run_id"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from search import mlflow_runs
+from gsenet import tracking
 
 logger = logging.getLogger(__name__)
 STATES = ("pending", "running", "completed", "pruned", "errored")
@@ -105,7 +105,7 @@ class SweepMonitor(Callback):
                 k: v for k, v in last.items() if k.startswith(("val_", "train_")) and isinstance(v, (int, float))
             }
             try:
-                mlflow_runs.finish_trial_run(
+                tracking.finish_trial_run(
                     self.mlflow_uri, self.parent_run_id, trial.trial_id, state, trial.config, metrics
                 )
             except Exception as exc:  # tracking must never take the sweep down

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gsenet import tracking
 from gsenet.metrics import disjoint_union
 from gsenet.mlflow_ui import ui_url
-from search import mlflow_runs
 from search.progress import trial_state
 
 logger = logging.getLogger(__name__)
@@ -154,14 +154,10 @@ def register_best(report: SweepReport, uri: str, parent_run_id: str, model_name:
 
     Refuses (with a message; the sweep still finishes) rather than register something that does
     not load. A trial that could not log its model gets one made from its best checkpoint."""
-    from gsenet import tracking
-
     if not (model_name and report.best and parent_run_id):
         return
     trial_id = report.best["trial_id"]
-    runs = [
-        r for r in mlflow_runs.child_runs(uri, parent_run_id) if r.data.tags.get(mlflow_runs.TRIAL_ID_TAG) == trial_id
-    ]
+    runs = [r for r in tracking.child_runs(uri, parent_run_id) if r.data.tags.get(tracking.TRIAL_ID_TAG) == trial_id]
     if not runs:
         print(f"(best trial {trial_id} has no MLflow run: not registered)")
         return

@@ -13,6 +13,7 @@ STORAGE/NAME/sweep.json before the first trial starts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -21,12 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gsenet import tracking
 from gsenet.errors import GSENetError
-from gsenet.train import DRIVER_RESOURCE  # noqa: E402  (the resource trial drivers are pinned to)
-from search import mlflow_runs
+from gsenet.runtime import DEFAULT_STORAGE, DRIVER_RESOURCE  # DRIVER_RESOURCE: where trial drivers run
 from search.space import SearchSpace, SweepSettings, describe, parse_space
 
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own process: no CPU, pinned
+# Tune re-runs a trial driver that failed this many times (its Train run resumes from its
+# checkpoints); errors that cannot go away are not retried (once_per_trial).
+TRIAL_DRIVER_RETRIES = 5
+TRANSIENT_BACKOFF_S = 10.0  # a transiently failed trial driver waits this x attempt (at most 3x) before Tune retries
 STATE_FILE = "sweep.json"
 
 
@@ -87,6 +92,56 @@ class TrialContext:
     mode: str = "max"
     seed: int = 0
     epoch_seconds: float = 0.0  # only the surrogate trainable uses it
+    # On --resume: trials the killed driver already finished -> the result they ended with
+    # (search/resume.py). They report it again instead of training again.
+    finished: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def once_per_trial(trial_fn: Callable) -> Callable:
+    """`trial_fn`, except for a trial a killed driver already finished: that one only reports the
+    final result it ended with (so Tune, the table and MLflow end it the same way) and returns."""
+    import functools
+
+    @functools.wraps(trial_fn)  # same name: Tuner.restore requires the trainable it saved
+    def trial(config: dict[str, Any], ctx: TrialContext) -> None:
+        from ray import tune
+
+        trial_id = tune.get_context().get_trial_id()
+        done = ctx.finished.get(trial_id)
+        if done:
+            tune.report(dict(done))
+            return
+        with retried_only_if_transient(f"{ctx.train_storage}/{TRIAL_ERRORS_DIR}/{trial_id}"):
+            trial_fn(config, ctx)
+
+    return trial
+
+
+TRIAL_ERRORS_DIR = "trial_errors"  # beside the Train runs: <trial id>.txt (permanent), <trial id>.attempts
+
+
+@contextlib.contextmanager
+def retried_only_if_transient(record: str):
+    """Around a trial driver that Tune retries (FailureConfig max_failures > 0): an error that
+    cannot go away (a GSENetError other than a TransientError) is written to RECORD.txt, and every
+    retry of that trial fails at once with it instead of training again; a transient one (a lost
+    process, MLflow not answering) waits a little longer each attempt, then lets Tune retry."""
+    from gsenet.failures import cannot_go_away
+
+    if _exists(f"{record}.txt"):
+        raise SweepError(f"{_read_text(f'{record}.txt')} (not retried: it fails the same way every time)")
+    try:
+        yield
+    except BaseException as exc:
+        permanent = cannot_go_away(exc)
+        if permanent is not None:
+            _write_text(f"{record}.txt", str(permanent))
+        elif isinstance(exc, Exception):
+            attempts = int(_read_text(f"{record}.attempts")) + 1 if _exists(f"{record}.attempts") else 1
+            _write_text(f"{record}.attempts", str(attempts))
+            print(f"trial driver failed (attempt {attempts}; retried): {exc}", flush=True)
+            time.sleep(TRANSIENT_BACKOFF_S * min(attempts, 3))
+        raise
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -101,21 +156,56 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # The Train run name comes from the trial id (no timestamps): a restarted or resumed trial
     # finds its own checkpoints at (storage_path, name) and continues from them.
     cfg.train.name = f"{ctx.sweep_name}-{trial_id}"
+    already = _finished_train_run(f"{ctx.train_storage}/{cfg.train.name}", cfg.train.epochs)
+    if already is not None and _trial_run_closed(ctx, trial_id):
+        # Trained, models logged, its MLflow run closed; only the killed driver never heard.
+        tune.report(_reportable(already))
+        return
     cfg.train.storage_path = ctx.train_storage
     cfg.tracking.mlflow_uri = ctx.mlflow_uri
     cfg.tracking.experiment = ctx.experiment
     cfg.tracking.register_model = ""  # the sweep registers its best trial, trials do not
     # "Best" inside a trial (kept checkpoints, best_model) means what the sweep ranks by.
     cfg.train.checkpoint_metric, cfg.train.checkpoint_mode = ctx.metric, ctx.mode
-    trainer = build_trainer(
+    built = build_trainer(
         cfg,
         name=cfg.train.name,
         train_callbacks=[TuneReportCallback()],
         mlflow_parent_run_id=ctx.parent_run_id,
-        mlflow_tags={mlflow_runs.TRIAL_ID_TAG: trial_id, mlflow_runs.SWEEP_TAG: ctx.sweep_name},
+        mlflow_tags={tracking.TRIAL_ID_TAG: trial_id, tracking.SWEEP_TAG: ctx.sweep_name},
     )
-    mlflow_runs.name_run(*trainer.gsenet_mlflow, ctx.space.trial_label(trial_id, config))
-    trainer.fit()
+    tracking.name_run(built.mlflow_uri, built.mlflow_run_id, ctx.space.trial_label(trial_id, config))
+    result = built.trainer.fit()
+    if already is not None:
+        # A driver killed after the final epoch's report: the resumed Train run has no epoch left
+        # to report (it only logs the final models), so Tune would end the trial with the older
+        # result it saved. Say it again.
+        tune.report(_reportable(result.metrics or already))
+
+
+def _reportable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "checkpoint_path"}
+
+
+def _trial_run_closed(ctx: TrialContext, trial_id: str) -> bool:
+    """Whether the trial's MLflow child run is FINISHED (rank 0 closes it after logging the models)."""
+    try:
+        runs = tracking.child_runs(ctx.mlflow_uri, ctx.parent_run_id) if ctx.parent_run_id else []
+    except Exception:  # cannot tell: train again (resuming), which logs the models if need be
+        return False
+    mine = [r for r in runs if r.data.tags.get(tracking.TRIAL_ID_TAG) == trial_id]
+    return bool(mine) and all(r.info.status == "FINISHED" for r in mine)
+
+
+def _finished_train_run(path: str, epochs: int) -> dict | None:
+    """The last reported metrics of the Train run at `path` if it already trained every epoch."""
+    from ray.train import Result
+
+    try:
+        metrics = Result.from_path(path).metrics or {}
+    except Exception:  # no such run yet (a new trial): the usual case
+        return None
+    return metrics if int(metrics.get("epoch", 0) or 0) >= epochs else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,7 +230,7 @@ def new_plan(
     mlflow_uri: str = "",
     optuna_storage: str | None = None,
 ) -> SweepPlan:
-    storage_path = storage_path or "gsenet_runs"
+    storage_path = storage_path or DEFAULT_STORAGE
     if "://" not in storage_path:
         storage_path = str(Path(storage_path).resolve())
     name = name or f"search-{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -148,7 +238,7 @@ def new_plan(
         raise SweepError(
             f"sweep {name!r} already exists in {storage_path}: resume it with --resume {name}, or pick --name"
         )
-    uri = mlflow_runs.resolve_uri(mlflow_uri)
+    uri = tracking.resolve_tracking_uri(mlflow_uri)
     base = space.with_fixed(cli_fixed or {}).base()
     return SweepPlan(
         name=name,
@@ -164,7 +254,7 @@ def new_plan(
 
 
 def load_plan(name: str, storage_path: str = "") -> SweepPlan:
-    storage_path = storage_path or "gsenet_runs"
+    storage_path = storage_path or DEFAULT_STORAGE
     if "://" not in storage_path:
         storage_path = str(Path(storage_path).resolve())
     path = f"{storage_path}/{name}/{STATE_FILE}"
@@ -180,9 +270,22 @@ def save_plan(plan: SweepPlan) -> None:
 
 
 def _fs(uri: str):
-    import pyarrow.fs
+    """(pyarrow filesystem, path) for a local path or gs://bucket/prefix: the same filesystem Ray
+    Train writes checkpoints through, so STORAGE_EMULATOR_HOST (anonymous, http) is honoured."""
+    from gsenet.storage import open_storage_filesystem
 
-    return pyarrow.fs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+    return open_storage_filesystem(uri)
+
+
+def ray_storage(uri: str):
+    """(storage_path, storage_filesystem) for Tune's RunConfig / Tuner.restore / can_restore.
+
+    Local folders go as they are (Ray's own local filesystem); gs://bucket/prefix becomes
+    ("bucket/prefix", GcsFileSystem): left to itself, Ray resolves gs:// with pyarrow's default
+    GCS filesystem, which ignores STORAGE_EMULATOR_HOST and would look for real credentials."""
+    if "://" not in uri:
+        return uri, None
+    return _fs(uri)[::-1]
 
 
 def _exists(uri: str) -> bool:
@@ -212,7 +315,7 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
     """Connect to a cluster (`address`, e.g. "auto") or start a local one with TRAIN_DRIVER."""
     import ray
 
-    from gsenet.train import init_ray as start_or_join_ray
+    from gsenet.runtime import init_ray as start_or_join_ray
 
     start_or_join_ray(address, num_cpus)
     if ray.cluster_resources().get(DRIVER_RESOURCE, 0) <= 0:
@@ -263,6 +366,7 @@ def build_tuner(
     space, settings, max_epochs = plan.space(), plan.sweep_settings(), plan.max_epochs()
     searcher = make_searcher(space, settings, max_epochs, plan.optuna_storage, study_name=plan.name)
     scheduler = make_scheduler(settings, max_epochs)
+    storage_path, storage_filesystem = ray_storage(plan.storage_path)
     return tune.Tuner(
         trainable(plan, trial_fn, **ctx_extra),
         tune_config=tune.TuneConfig(
@@ -275,10 +379,11 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=plan.name,
-            storage_path=plan.storage_path,
-            # Train restarts worker groups itself (max_failures); a trial driver lives on a
-            # non-preemptible node, so Tune does not re-run failed trials.
-            failure_config=tune.FailureConfig(max_failures=0),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
+            # Train restarts worker groups itself (train.max_failures); Tune re-runs a trial driver
+            # that failed for a reason that may go away (once_per_trial fails the others at once).
+            failure_config=tune.FailureConfig(max_failures=TRIAL_DRIVER_RETRIES),
             callbacks=callbacks or [],
             stop=stop,
             verbose=0,
@@ -303,7 +408,8 @@ def trainable(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: An
         seed=settings.seed,
         **ctx_extra,
     )
-    return tune.with_resources(tune.with_parameters(trial_fn or run_trial, ctx=ctx), TRIAL_DRIVER_RESOURCES)
+    fn = once_per_trial(trial_fn or run_trial)
+    return tune.with_resources(tune.with_parameters(fn, ctx=ctx), TRIAL_DRIVER_RESOURCES)
 
 
 def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: Any):
@@ -312,10 +418,15 @@ def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra
     The callbacks come back from the pickled tuner (they are plain, picklable objects)."""
     from ray import tune
 
-    if not tune.Tuner.can_restore(plan.experiment_path):
+    path, filesystem = ray_storage(plan.experiment_path)
+    if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         raise SweepError(f"{plan.experiment_path} has no Tune experiment state to resume (did the sweep start?)")
     return tune.Tuner.restore(
-        plan.experiment_path, trainable(plan, trial_fn, **ctx_extra), resume_unfinished=True, resume_errored=False
+        path,
+        trainable(plan, trial_fn, **ctx_extra),
+        resume_unfinished=True,
+        resume_errored=False,
+        storage_filesystem=filesystem,
     )
 
 
@@ -358,10 +469,10 @@ def run_sweep(
     settings = plan.sweep_settings()
     if resume:
         if plan.parent_run_id:
-            mlflow_runs.client(plan.mlflow_uri).update_run(plan.parent_run_id, status="RUNNING")
-        tuner = restore_tuner(plan, trial_fn, **ctx_extra)
+            tracking.reopen_run(plan.mlflow_uri, plan.parent_run_id)
+        tuner = restore_tuner(plan, trial_fn, finished=reconcile_before_resume(plan), **ctx_extra)
     else:
-        plan.parent_run_id = mlflow_runs.start_parent_run(
+        plan.parent_run_id = tracking.start_parent_run(
             plan.mlflow_uri, plan.experiment, plan.name, sweep_params(plan), plan.space_text
         )
         save_plan(plan)
@@ -386,9 +497,24 @@ def run_sweep(
         grid = tuner.fit()
     except BaseException:
         # Leave the parent open-able: `--resume` sets it RUNNING again and carries on.
-        mlflow_runs.end_run(plan.mlflow_uri, plan.parent_run_id, "KILLED")
+        tracking.finish_run(plan.mlflow_uri, plan.parent_run_id, "KILLED")
         raise
     return finish_sweep(plan, grid, wall_s=time.time() - started)
+
+
+def reconcile_before_resume(plan: SweepPlan) -> dict[str, dict[str, float]]:
+    """Bring Optuna and MLflow in line with Tune's saved state (search/resume.py); returns the
+    trials a killed driver already finished, for TrialContext.finished."""
+    from ray import tune
+
+    from search.resume import reconcile
+
+    if not tune.Tuner.can_restore(plan.experiment_path):
+        return {}  # restore_tuner says why
+    found = reconcile(plan)
+    if found.describe():
+        print(f"resume: {found.describe()}", flush=True)
+    return found.finished
 
 
 def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
@@ -398,9 +524,12 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
     import optuna
 
     from search import report as reporting
+    from search.resume import fail_leftovers
 
     settings = plan.sweep_settings()
     metric, mode = settings.metric, settings.resolved_mode()
+    if fail_leftovers(plan):  # suggestions no trial took (e.g. the time budget ended first)
+        print("resume: Optuna trials left RUNNING by a killed driver were closed as FAIL", flush=True)
     rows = reporting.result_rows(grid, metric, mode, plan.max_epochs())
     counts = {s: sum(r["state"] == s for r in rows) for s in ("completed", "pruned", "errored")}
     completed = [r for r in rows if r["state"] == "completed" and isinstance(r[metric], (int, float))]
@@ -414,15 +543,15 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
         study = optuna.load_study(study_name=plan.name, storage=plan.optuna_storage)
         result.files.update(reporting.write_plots(study, folder / "plots"))
     if plan.parent_run_id:
-        mlflow_runs.log_artifacts(plan.mlflow_uri, plan.parent_run_id, folder)
-        mlflow_runs.log_metrics(plan.mlflow_uri, plan.parent_run_id, {**result.summary_metrics(), "wall_s": wall_s})
+        tracking.log_artifacts(plan.mlflow_uri, plan.parent_run_id, folder)
+        tracking.log_metrics(plan.mlflow_uri, plan.parent_run_id, {**result.summary_metrics(), "wall_s": wall_s})
         reporting.register_best(result, plan.mlflow_uri, plan.parent_run_id, settings.register_model)
     if plan.parent_run_id:
         result.ui_links = trials_view_links(plan, metric, mode)
     summary = reporting.format_summary(result, plan)
     if plan.parent_run_id:  # the parent run's page in the UI shows the summary as its description
-        mlflow_runs.set_run_note(plan.mlflow_uri, plan.parent_run_id, f"```\n{summary.strip()}\n```")
-        mlflow_runs.end_run(plan.mlflow_uri, plan.parent_run_id, "FINISHED")
+        tracking.set_run_note(plan.mlflow_uri, plan.parent_run_id, f"```\n{summary.strip()}\n```")
+        tracking.finish_run(plan.mlflow_uri, plan.parent_run_id, "FINISHED")
     print(summary, flush=True)
     return result
 

@@ -24,8 +24,7 @@ def test_trial_labels_of_list_choices_and_unknown_keys():
 
 
 def test_experiment_kind_run_name_and_note(tmp_path):
-    from gsenet.tracking import get_or_create_experiment
-    from search.mlflow_runs import name_run, set_run_note
+    from gsenet.tracking import get_or_create_experiment, name_run, set_run_note
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     experiment_id = get_or_create_experiment(uri, "names")

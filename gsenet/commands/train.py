@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = absolute_local_paths(build_config(args))
     check_before_training(cfg)
 
-    from gsenet.train import fit, init_ray
+    from gsenet.runtime import init_ray
+    from gsenet.train import fit
 
     local = not os.environ.get("RAY_ADDRESS")
     init_ray()  # $RAY_ADDRESS when set, else a local Ray
@@ -102,8 +103,9 @@ def mlflow_lines(cfg) -> list[str]:
     """Where the run's MLflow record is and the command that opens it (found by the run's key tag)."""
     from gsenet import tracking
     from gsenet.mlflow_ui import browser_base, ui_url
+    from gsenet.runtime import DEFAULT_STORAGE
     from gsenet.storage import open_storage_filesystem
-    from gsenet.train import DEFAULT_STORAGE, default_run_name
+    from gsenet.train import default_run_name
 
     uri = tracking.resolve_tracking_uri(cfg.tracking.mlflow_uri)
     name = default_run_name(cfg)

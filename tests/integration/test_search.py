@@ -22,10 +22,11 @@ import optuna
 import pytest
 import ray
 from fixtures.mlflow_server import mlflow_server  # noqa: F401  (pytest fixture)
+from fixtures.sweeps import assert_resources_released
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from search import mlflow_runs
+from gsenet import tracking
 from search.space import load_space
 from search.surrogate import surrogate_trial
 from search.sweep import init_ray, load_plan, new_plan, run_sweep
@@ -57,7 +58,7 @@ def dataset(tmp_path_factory):
 
 
 def children(uri: str, parent_run_id: str) -> dict[str, object]:
-    return {r.data.tags[mlflow_runs.TRIAL_ID_TAG]: r for r in mlflow_runs.child_runs(uri, parent_run_id)}
+    return {r.data.tags[tracking.TRIAL_ID_TAG]: r for r in tracking.child_runs(uri, parent_run_id)}
 
 
 def test_asha_stopped_trials_are_pruned_in_optuna_and_mlflow(ray_cluster, mlflow_server, tmp_path):  # noqa: F811
@@ -89,7 +90,7 @@ def test_asha_stopped_trials_are_pruned_in_optuna_and_mlflow(ray_cluster, mlflow
     assert set(runs) == set(states)
     for trial_id, run in runs.items():
         expected = "pruned" if states[trial_id].state == TrialState.PRUNED else "completed"
-        assert run.data.tags[mlflow_runs.STATE_TAG] == expected
+        assert run.data.tags[tracking.STATE_TAG] == expected
         assert run.info.status == ("KILLED" if expected == "pruned" else "FINISHED")
     parent = client.get_run(plan.parent_run_id)
     assert parent.info.status == "FINISHED"
@@ -163,18 +164,12 @@ def test_real_sweep_survives_driver_sigkill_and_resumes(ray_cluster, mlflow_serv
     study = optuna.load_study(study_name=name, storage=load_plan(name, str(storage)).optuna_storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3  # history kept, total = num_samples
 
-    for _ in range(50):  # placement groups of finished trials are removed
-        pgs = ray.util.placement_group_table().values()
-        if all(pg["state"] == "REMOVED" for pg in pgs) and ray.available_resources().get("CPU") == 2:
-            break
-        time.sleep(0.2)
-    assert all(pg["state"] == "REMOVED" for pg in ray.util.placement_group_table().values())
-    assert ray.available_resources().get("CPU") == 2
+    assert_resources_released(total_cpus=2)  # placement groups of finished trials are removed
 
     client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
     plan = load_plan(name, str(storage))
     runs = children(mlflow_server.uri, plan.parent_run_id)
-    assert len(runs) == 3 and all(r.data.tags[mlflow_runs.STATE_TAG] == "completed" for r in runs.values())
+    assert len(runs) == 3 and all(r.data.tags[tracking.STATE_TAG] == "completed" for r in runs.values())
     assert all("model.width_multiplier" in r.data.params for r in runs.values())  # what `gsenet train` logs
     version = client.get_model_version_by_alias("sweep-test", "best")
     assert version.run_id == runs[report.best["trial_id"]].info.run_id

@@ -24,11 +24,12 @@ import soundfile as sf
 from fixtures.mlflow_server import mlflow_server  # noqa: F401  (pytest fixture)
 from fixtures.ray_local import ray_local  # noqa: F401
 from fixtures.recordings import make_dataset
+from fixtures.sweeps import sweep_plan
 from mlflow.tracking import MlflowClient
 
+from gsenet import tracking
 from gsenet.inference import enhance_arrays, evaluate_model, load_model, summarize
 from gsenet.tracking import logged_model
-from search import mlflow_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,22 +91,10 @@ def sweep(ray_local, mlflow_server, dataset, tmp_path_factory):  # noqa: F811
     import contextlib
     import io
 
-    from search.space import parse_space
-    from search.sweep import new_plan, run_sweep
+    from search.sweep import run_sweep
 
     folder = tmp_path_factory.mktemp("sweep")
-    (folder / "answer.yaml").write_text(SPACE)
-    import yaml
-
-    space = parse_space(yaml.safe_load(SPACE), source=str(folder / "answer.yaml"), text=SPACE)
-    plan = new_plan(
-        space,
-        space.settings(),
-        name="answer",
-        storage_path=str(folder / "runs"),
-        cli_fixed={"data.path": str(dataset)},
-        mlflow_uri=mlflow_server.uri,
-    )
+    plan = sweep_plan(SPACE, name="answer", folder=folder, dataset=dataset, mlflow_uri=mlflow_server.uri)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         report = run_sweep(plan, address=ray_local, interval_s=600)
@@ -117,9 +106,7 @@ def test_the_registered_best_is_the_best_by_an_independent_evaluation(sweep, mlf
     assert [r["state"] for r in report.rows] == ["completed"] * 3
     learning_rates = {r["param.optim.lr"] for r in report.rows}
     assert len(learning_rates) >= 2, f"the sampler drew one learning rate only: {learning_rates}"
-    runs = {
-        r.data.tags[mlflow_runs.TRIAL_ID_TAG]: r for r in mlflow_runs.child_runs(mlflow_server.uri, plan.parent_run_id)
-    }
+    runs = {r.data.tags[tracking.TRIAL_ID_TAG]: r for r in tracking.child_runs(mlflow_server.uri, plan.parent_run_id)}
     independent = {}
     for row in report.rows:
         model = logged_model(mlflow_server.uri, runs[row["trial_id"]].info.run_id)
@@ -170,9 +157,7 @@ def test_export_and_enhance_work_from_the_registered_uri(sweep, mlflow_server, d
 def test_every_figure_in_the_summary_matches_mlflow(sweep, mlflow_server):  # noqa: F811
     plan, report, printed, _ = sweep
     client = MlflowClient(mlflow_server.uri)
-    runs = {
-        r.data.tags[mlflow_runs.TRIAL_ID_TAG]: r for r in mlflow_runs.child_runs(mlflow_server.uri, plan.parent_run_id)
-    }
+    runs = {r.data.tags[tracking.TRIAL_ID_TAG]: r for r in tracking.child_runs(mlflow_server.uri, plan.parent_run_id)}
     for rank, row in enumerate(report.rows, 1):
         history = {m.step: m.value for m in client.get_metric_history(runs[row["trial_id"]].info.run_id, "val_si_sdr")}
         assert row["val_si_sdr"] == pytest.approx(max(history.values()), abs=1e-6)

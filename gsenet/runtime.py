@@ -1,0 +1,76 @@
+"""Where runs run: starting or joining Ray, and what every Ray Train worker process inherits.
+
+Used by `gsenet train`, `gsenet search` (search/sweep.py), the tests and the benchmarks, so that
+none of them imports the training module just to start Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+DEFAULT_STORAGE = "gsenet_runs"  # Ray Train / Tune results when train.storage_path is ""
+DRIVER_RESOURCE = "TRAIN_DRIVER"  # custom resource of the non-preemptible node that hosts Train drivers
+RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray binds 127.0.0.1 only
+
+# MLflow's HTTP client retries for minutes by default; a training worker should warn and move on.
+WORKER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# Train V2 routes a worker's print() to its logger *and* to the wrapped stdout: every line twice.
+WORKER_ENV["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"
+
+
+def pin_ray_to_loopback() -> None:
+    """Make the Ray that this process starts listen on 127.0.0.1 only (gcs_server, raylet, workers,
+    dashboard agent), whatever was imported before.
+
+    Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, when `ray` is first imported (any
+    `import ray.tune` does it), and otherwise binds the machine's interface address even for a
+    single-machine instance. So: set the variable for the processes Ray spawns, and when ray is
+    already imported, also correct the constant it read (Ray looks it up at each use).
+    """
+    os.environ[RAY_LOOPBACK_ENV] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+def init_ray(address: str = "", num_cpus: int | None = None) -> None:
+    """Join a cluster (`address`, e.g. "auto", or $RAY_ADDRESS) or start a local Ray with TRAIN_DRIVER.
+
+    Locally, Ray Train's placement-group cleaner asks the State API (the dashboard) whether a run's
+    controller is alive; with no address it auto-detects the cluster and fails when the machine runs
+    more than one Ray instance, leaking the run's CPUs/GPUs. So pin it to our own dashboard (the
+    raylet and every worker inherit RAY_API_SERVER_ADDRESS from the driver), and use
+    address="local" so we never attach to someone else's `ray start` cluster by accident.
+    """
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if not address:
+        pin_ray_to_loopback()
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address)
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        resources={DRIVER_RESOURCE: 100},
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=port,
+    )
+
+
+def worker_env() -> dict[str, str]:
+    """WORKER_ENV plus the MLflow outage window when the driver's environment sets it."""
+    from gsenet.tracking import RETRY_WINDOW_ENV
+
+    extra = {RETRY_WINDOW_ENV: os.environ[RETRY_WINDOW_ENV]} if os.environ.get(RETRY_WINDOW_ENV) else {}
+    return {**WORKER_ENV, **extra}
