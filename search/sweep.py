@@ -86,7 +86,6 @@ class TrialContext:
     metric: str = "val_si_sdr"  # the sweep's metric: also what each trial keeps checkpoints and best_model by
     mode: str = "max"
     seed: int = 0
-    epoch_seconds: float = 0.0  # only the surrogate trainable uses it
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -252,7 +251,6 @@ def build_tuner(
     callbacks: list | None = None,
     stop: Any = None,
     reuse_actors: bool = False,
-    **ctx_extra: Any,
 ):
     """A fresh `Tuner` for a new sweep (see `restore_tuner` for a resumed one). `stop` and
     `reuse_actors` are for benchmarks with the surrogate trainable."""
@@ -264,7 +262,7 @@ def build_tuner(
     searcher = make_searcher(space, settings, max_epochs, plan.optuna_storage, study_name=plan.name)
     scheduler = make_scheduler(settings, max_epochs)
     return tune.Tuner(
-        trainable(plan, trial_fn, **ctx_extra),
+        trainable(plan, trial_fn),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
@@ -286,7 +284,7 @@ def build_tuner(
     )
 
 
-def trainable(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: Any):
+def trainable(plan: SweepPlan, trial_fn: Callable | None = None):
     from ray import tune
 
     settings = plan.sweep_settings()
@@ -301,12 +299,11 @@ def trainable(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: An
         metric=settings.metric,
         mode=settings.resolved_mode(),
         seed=settings.seed,
-        **ctx_extra,
     )
     return tune.with_resources(tune.with_parameters(trial_fn or run_trial, ctx=ctx), TRIAL_DRIVER_RESOURCES)
 
 
-def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: Any):
+def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None):
     """Tuner.restore: finished trials stay finished, unfinished ones continue (Train resumes them
     from their checkpoints), the searcher keeps its history and the total stays num_samples.
     The callbacks come back from the pickled tuner (they are plain, picklable objects)."""
@@ -315,7 +312,7 @@ def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra
     if not tune.Tuner.can_restore(plan.experiment_path):
         raise SweepError(f"{plan.experiment_path} has no Tune experiment state to resume (did the sweep start?)")
     return tune.Tuner.restore(
-        plan.experiment_path, trainable(plan, trial_fn, **ctx_extra), resume_unfinished=True, resume_errored=False
+        plan.experiment_path, trainable(plan, trial_fn), resume_unfinished=True, resume_errored=False
     )
 
 
@@ -349,7 +346,6 @@ def run_sweep(
     address: str = "",
     num_cpus: int | None = None,
     interval_s: float = 20.0,
-    **ctx_extra: Any,
 ):
     """Start (or resume) the sweep, wait for it, then report. Returns a `search.report.SweepReport`."""
     from search.progress import SweepMonitor
@@ -359,7 +355,7 @@ def run_sweep(
     if resume:
         if plan.parent_run_id:
             tracking.reopen_run(plan.mlflow_uri, plan.parent_run_id)
-        tuner = restore_tuner(plan, trial_fn, **ctx_extra)
+        tuner = restore_tuner(plan, trial_fn)
     else:
         plan.parent_run_id = tracking.start_parent_run(
             plan.mlflow_uri, plan.experiment, plan.name, sweep_params(plan), plan.space_text
@@ -377,7 +373,7 @@ def run_sweep(
             timeline_path=f"{plan.experiment_path}/trial_timeline.json" if local else "",
             interval_s=interval_s,
         )
-        tuner = build_tuner(plan, trial_fn, [monitor], **ctx_extra)
+        tuner = build_tuner(plan, trial_fn, [monitor])
     print(
         f"sweep {plan.name}: {plan.experiment_path} (MLflow run {plan.parent_run_id} at {plan.mlflow_uri})", flush=True
     )
