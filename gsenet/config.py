@@ -18,6 +18,8 @@ from typing import Any
 
 from gsenet.errors import GSENetError
 
+SPLITS = ("train", "val", "test")  # the dataset layout's folders (see gsenet/data.py)
+
 
 class ConfigError(GSENetError, ValueError):
     """A config value, file or override is invalid; the message says which and how to fix it."""
@@ -144,6 +146,7 @@ LOSS_TERMS = tuple(f.name for f in dataclasses.fields(LossConfig) if f.metadata.
 # Data
 # ----------------------------------------------------------------------------------------------
 LENGTH_POLICIES = ("error", "trim")
+ALIGN_MODES = ("off", "auto")
 
 
 @dataclass
@@ -161,6 +164,10 @@ class DataConfig:
     # to the shortest (logged); never silent.
     length_policy: str = "error"
     skip_bad_recordings: bool = False  # skip (and list) recordings that fail the checks
+    # "auto": measure each recording's beam-to-reference delay (as `gsenet data align`) and read
+    # every file shifted and cut to the common length; "off" reads the files as they are.
+    align: str = "off"
+    align_tolerance_ms: float = 2.0  # data.align=auto refuses a recording whose delay varies more
     max_delay_ms: float = 20.0  # linter warns when beam lags/leads the reference by more
     cache_dir: str = ""  # local cache for gs:// data and resampled files ("" = ~/.cache/gsenet)
     gcs_timeout_s: float = 60.0  # give up on an unreachable/failing gs:// endpoint after this (retries included)
@@ -173,6 +180,8 @@ class DataConfig:
         _check(self.length_policy in LENGTH_POLICIES, "data.length_policy", f"must be one of {LENGTH_POLICIES}")
         _check(self.beam_channel != self.ref_channel, "data.ref_channel", "must differ from data.beam_channel")
         _check(self.gcs_timeout_s > 0, "data.gcs_timeout_s", "must be positive")
+        _check(self.align in ALIGN_MODES, "data.align", f"must be one of {ALIGN_MODES}")
+        _check(self.align_tolerance_ms >= 0, "data.align_tolerance_ms", "must be >= 0")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,6 +224,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 1  # Ray Train workers (DDP ranks)
     gpus_per_worker: float = 0.0  # 0 = CPU
+    # The Ray resource gpus_per_worker asks for ("" = GPU). Naming a custom resource instead makes
+    # the workers train on CPU there: the fake autoscaler's stand-in GPU nodes (cluster/fake_autoscaler.py).
+    gpu_resource: str = ""
     cpus_per_worker: float = 1.0
     precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU), "bf16" or "fp32"
     compile: bool = False  # torch.compile the model (GPU)

@@ -35,8 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from gsenet.audio import write_audio
-from gsenet.checks import SPLITS
-from gsenet.config import ConfigError
+from gsenet.config import SPLITS, ConfigError
 from gsenet.errors import DataError
 from gsenet.progress import progress_bar
 from gsenet.speech import NOISE_KINDS, SourceCorpus, procedural_noise, procedural_speech, random_speaker

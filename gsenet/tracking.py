@@ -38,7 +38,7 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 
-from gsenet.errors import TrackingError
+from gsenet.errors import TrackingError, TrackingUnreachableError
 
 log = logging.getLogger("gsenet.tracking")
 
@@ -91,7 +91,7 @@ def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
             problem = f"HTTP {response.status}"
     except (urllib.error.URLError, OSError) as exc:
         problem = str(getattr(exc, "reason", exc))
-    raise TrackingError(
+    raise TrackingUnreachableError(
         f"MLflow tracking server {uri} is not reachable ({problem}); start it (`mlflow server ...`), "
         "fix --mlflow-uri / MLFLOW_TRACKING_URI, or unset it to log to ./mlruns.db"
     )
@@ -282,6 +282,13 @@ def finish_trial_run(
         client.set_terminated(extra.info.run_id, RUN_STATUS[state])
     client.set_terminated(run_id, RUN_STATUS[state])
     return run_id
+
+
+def close_trial_run(uri: str, run_id: str, state: str, status: str) -> None:
+    """Tag a trial's child run with `state` and end it with MLflow `status` (e.g. a run its killed driver left RUNNING)."""
+    client = _client(uri)
+    client.set_tag(run_id, STATE_TAG, state)
+    client.set_terminated(run_id, status)
 
 
 def name_run(uri: str, run_id: str, name: str) -> None:

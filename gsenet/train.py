@@ -99,8 +99,9 @@ def build_trainer(
         parent_run_id=mlflow_parent_run_id,
         tags=mlflow_tags,
     )
-    use_gpu = cfg.train.gpus_per_worker > 0
-    resources = {"CPU": cfg.train.cpus_per_worker, **({"GPU": cfg.train.gpus_per_worker} if use_gpu else {})}
+    gpus = cfg.train.gpus_per_worker
+    use_gpu = gpus > 0 and not cfg.train.gpu_resource  # a stand-in resource trains on CPU
+    resources = {"CPU": cfg.train.cpus_per_worker, **({cfg.train.gpu_resource or "GPU": gpus} if gpus > 0 else {})}
     trainer = GSENetTrainer(  # a TorchTrainer that does not retry errors which cannot go away
         train_loop_per_worker,
         train_loop_config={

@@ -13,6 +13,7 @@ STORAGE/NAME/sweep.json before the first trial starts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -27,6 +28,10 @@ from gsenet.runtime import DEFAULT_STORAGE, DRIVER_RESOURCE  # DRIVER_RESOURCE: 
 from search.space import SearchSpace, SweepSettings, describe, parse_space
 
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own process: no CPU, pinned
+# Tune re-runs a trial driver that failed this many times (its Train run resumes from its
+# checkpoints); errors that cannot go away are not retried (once_per_trial).
+TRIAL_DRIVER_RETRIES = 5
+TRANSIENT_BACKOFF_S = 10.0  # a transiently failed trial driver waits this x attempt (at most 3x) before Tune retries
 STATE_FILE = "sweep.json"
 
 
@@ -86,6 +91,56 @@ class TrialContext:
     metric: str = "val_si_sdr"  # the sweep's metric: also what each trial keeps checkpoints and best_model by
     mode: str = "max"
     seed: int = 0
+    # On --resume: trials the killed driver already finished -> the result they ended with
+    # (search/resume.py). They report it again instead of training again.
+    finished: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def once_per_trial(trial_fn: Callable) -> Callable:
+    """`trial_fn`, except for a trial a killed driver already finished: that one only reports the
+    final result it ended with (so Tune, the table and MLflow end it the same way) and returns."""
+    import functools
+
+    @functools.wraps(trial_fn)  # same name: Tuner.restore requires the trainable it saved
+    def trial(config: dict[str, Any], ctx: TrialContext) -> None:
+        from ray import tune
+
+        trial_id = tune.get_context().get_trial_id()
+        done = ctx.finished.get(trial_id)
+        if done:
+            tune.report(dict(done))
+            return
+        with retried_only_if_transient(f"{ctx.train_storage}/{TRIAL_ERRORS_DIR}/{trial_id}"):
+            trial_fn(config, ctx)
+
+    return trial
+
+
+TRIAL_ERRORS_DIR = "trial_errors"  # beside the Train runs: <trial id>.txt (permanent), <trial id>.attempts
+
+
+@contextlib.contextmanager
+def retried_only_if_transient(record: str):
+    """Around a trial driver that Tune retries (FailureConfig max_failures > 0): an error that
+    cannot go away (a GSENetError other than a TransientError) is written to RECORD.txt, and every
+    retry of that trial fails at once with it instead of training again; a transient one (a lost
+    process, MLflow not answering) waits a little longer each attempt, then lets Tune retry."""
+    from gsenet.failures import cannot_go_away
+
+    if _exists(f"{record}.txt"):
+        raise SweepError(f"{_read_text(f'{record}.txt')} (not retried: it fails the same way every time)")
+    try:
+        yield
+    except BaseException as exc:
+        permanent = cannot_go_away(exc)
+        if permanent is not None:
+            _write_text(f"{record}.txt", str(permanent))
+        elif isinstance(exc, Exception):
+            attempts = int(_read_text(f"{record}.attempts")) + 1 if _exists(f"{record}.attempts") else 1
+            _write_text(f"{record}.attempts", str(attempts))
+            print(f"trial driver failed (attempt {attempts}; retried): {exc}", flush=True)
+            time.sleep(TRANSIENT_BACKOFF_S * min(attempts, 3))
+        raise
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -100,6 +155,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # The Train run name comes from the trial id (no timestamps): a restarted or resumed trial
     # finds its own checkpoints at (storage_path, name) and continues from them.
     cfg.train.name = f"{ctx.sweep_name}-{trial_id}"
+    already = _finished_train_run(f"{ctx.train_storage}/{cfg.train.name}", cfg.train.epochs)
+    if already is not None and _trial_run_closed(ctx, trial_id):
+        # Trained, models logged, its MLflow run closed; only the killed driver never heard.
+        tune.report(_reportable(already))
+        return
     cfg.train.storage_path = ctx.train_storage
     cfg.tracking.mlflow_uri = ctx.mlflow_uri
     cfg.tracking.experiment = ctx.experiment
@@ -114,7 +174,37 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         mlflow_tags={tracking.TRIAL_ID_TAG: trial_id, tracking.SWEEP_TAG: ctx.sweep_name},
     )
     tracking.name_run(built.mlflow_uri, built.mlflow_run_id, ctx.space.trial_label(trial_id, config))
-    built.trainer.fit()
+    result = built.trainer.fit()
+    if already is not None:
+        # A driver killed after the final epoch's report: the resumed Train run has no epoch left
+        # to report (it only logs the final models), so Tune would end the trial with the older
+        # result it saved. Say it again.
+        tune.report(_reportable(result.metrics or already))
+
+
+def _reportable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "checkpoint_path"}
+
+
+def _trial_run_closed(ctx: TrialContext, trial_id: str) -> bool:
+    """Whether the trial's MLflow child run is FINISHED (rank 0 closes it after logging the models)."""
+    try:
+        runs = tracking.child_runs(ctx.mlflow_uri, ctx.parent_run_id) if ctx.parent_run_id else []
+    except Exception:  # cannot tell: train again (resuming), which logs the models if need be
+        return False
+    mine = [r for r in runs if r.data.tags.get(tracking.TRIAL_ID_TAG) == trial_id]
+    return bool(mine) and all(r.info.status == "FINISHED" for r in mine)
+
+
+def _finished_train_run(path: str, epochs: int) -> dict | None:
+    """The last reported metrics of the Train run at `path` if it already trained every epoch."""
+    from ray.train import Result
+
+    try:
+        metrics = Result.from_path(path).metrics or {}
+    except Exception:  # no such run yet (a new trial): the usual case
+        return None
+    return metrics if int(metrics.get("epoch", 0) or 0) >= epochs else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,9 +269,22 @@ def save_plan(plan: SweepPlan) -> None:
 
 
 def _fs(uri: str):
-    import pyarrow.fs
+    """(pyarrow filesystem, path) for a local path or gs://bucket/prefix: the same filesystem Ray
+    Train writes checkpoints through, so STORAGE_EMULATOR_HOST (anonymous, http) is honoured."""
+    from gsenet.storage import open_storage_filesystem
 
-    return pyarrow.fs.FileSystem.from_uri(uri if "://" in uri else str(Path(uri).resolve()))
+    return open_storage_filesystem(uri)
+
+
+def ray_storage(uri: str):
+    """(storage_path, storage_filesystem) for Tune's RunConfig / Tuner.restore / can_restore.
+
+    Local folders go as they are (Ray's own local filesystem); gs://bucket/prefix becomes
+    ("bucket/prefix", GcsFileSystem): left to itself, Ray resolves gs:// with pyarrow's default
+    GCS filesystem, which ignores STORAGE_EMULATOR_HOST and would look for real credentials."""
+    if "://" not in uri:
+        return uri, None
+    return _fs(uri)[::-1]
 
 
 def _exists(uri: str) -> bool:
@@ -261,6 +364,7 @@ def build_tuner(
     space, settings, max_epochs = plan.space(), plan.sweep_settings(), plan.max_epochs()
     searcher = make_searcher(space, settings, max_epochs, plan.optuna_storage, study_name=plan.name)
     scheduler = make_scheduler(settings, max_epochs)
+    storage_path, storage_filesystem = ray_storage(plan.storage_path)
     return tune.Tuner(
         trainable(plan, trial_fn),
         tune_config=tune.TuneConfig(
@@ -273,10 +377,11 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=plan.name,
-            storage_path=plan.storage_path,
-            # Train restarts worker groups itself (max_failures); a trial driver lives on a
-            # non-preemptible node, so Tune does not re-run failed trials.
-            failure_config=tune.FailureConfig(max_failures=0),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
+            # Train restarts worker groups itself (train.max_failures); Tune re-runs a trial driver
+            # that failed for a reason that may go away (once_per_trial fails the others at once).
+            failure_config=tune.FailureConfig(max_failures=TRIAL_DRIVER_RETRIES),
             callbacks=callbacks or [],
             stop=stop,
             verbose=0,
@@ -284,7 +389,7 @@ def build_tuner(
     )
 
 
-def trainable(plan: SweepPlan, trial_fn: Callable | None = None):
+def trainable(plan: SweepPlan, trial_fn: Callable | None = None, finished: dict | None = None):
     from ray import tune
 
     settings = plan.sweep_settings()
@@ -299,20 +404,27 @@ def trainable(plan: SweepPlan, trial_fn: Callable | None = None):
         metric=settings.metric,
         mode=settings.resolved_mode(),
         seed=settings.seed,
+        finished=finished or {},
     )
-    return tune.with_resources(tune.with_parameters(trial_fn or run_trial, ctx=ctx), TRIAL_DRIVER_RESOURCES)
+    fn = once_per_trial(trial_fn or run_trial)
+    return tune.with_resources(tune.with_parameters(fn, ctx=ctx), TRIAL_DRIVER_RESOURCES)
 
 
-def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None):
+def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, finished: dict | None = None):
     """Tuner.restore: finished trials stay finished, unfinished ones continue (Train resumes them
     from their checkpoints), the searcher keeps its history and the total stays num_samples.
     The callbacks come back from the pickled tuner (they are plain, picklable objects)."""
     from ray import tune
 
-    if not tune.Tuner.can_restore(plan.experiment_path):
+    path, filesystem = ray_storage(plan.experiment_path)
+    if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         raise SweepError(f"{plan.experiment_path} has no Tune experiment state to resume (did the sweep start?)")
     return tune.Tuner.restore(
-        plan.experiment_path, trainable(plan, trial_fn), resume_unfinished=True, resume_errored=False
+        path,
+        trainable(plan, trial_fn, finished),
+        resume_unfinished=True,
+        resume_errored=False,
+        storage_filesystem=filesystem,
     )
 
 
@@ -355,7 +467,7 @@ def run_sweep(
     if resume:
         if plan.parent_run_id:
             tracking.reopen_run(plan.mlflow_uri, plan.parent_run_id)
-        tuner = restore_tuner(plan, trial_fn)
+        tuner = restore_tuner(plan, trial_fn, finished=reconcile_before_resume(plan))
     else:
         plan.parent_run_id = tracking.start_parent_run(
             plan.mlflow_uri, plan.experiment, plan.name, sweep_params(plan), plan.space_text
@@ -387,6 +499,21 @@ def run_sweep(
     return finish_sweep(plan, grid, wall_s=time.time() - started)
 
 
+def reconcile_before_resume(plan: SweepPlan) -> dict[str, dict[str, float]]:
+    """Bring Optuna and MLflow in line with Tune's saved state (search/resume.py); returns the
+    trials a killed driver already finished, for TrialContext.finished."""
+    from ray import tune
+
+    from search.resume import reconcile
+
+    if not tune.Tuner.can_restore(plan.experiment_path):
+        return {}  # restore_tuner says why
+    found = reconcile(plan)
+    if found.describe():
+        print(f"resume: {found.describe()}", flush=True)
+    return found.finished
+
+
 def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
     """Results table, plots, best model registered, parent run closed, summary printed."""
     import tempfile
@@ -394,9 +521,12 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
     import optuna
 
     from search import report as reporting
+    from search.resume import fail_leftovers
 
     settings = plan.sweep_settings()
     metric, mode = settings.metric, settings.resolved_mode()
+    if fail_leftovers(plan):  # suggestions no trial took (e.g. the time budget ended first)
+        print("resume: Optuna trials left RUNNING by a killed driver were closed as FAIL", flush=True)
     rows = reporting.result_rows(grid, metric, mode, plan.max_epochs())
     counts = {s: sum(r["state"] == s for r in rows) for s in ("completed", "pruned", "errored")}
     completed = [r for r in rows if r["state"] == "completed" and isinstance(r[metric], (int, float))]
@@ -413,9 +543,23 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
         tracking.log_artifacts(plan.mlflow_uri, plan.parent_run_id, folder)
         tracking.log_metrics(plan.mlflow_uri, plan.parent_run_id, {**result.summary_metrics(), "wall_s": wall_s})
         reporting.register_best(result, plan.mlflow_uri, plan.parent_run_id, settings.register_model)
+    if plan.parent_run_id:
+        result.ui_links = trials_view_links(plan, metric, mode)
     summary = reporting.format_summary(result, plan)
     if plan.parent_run_id:  # the parent run's page in the UI shows the summary as its description
         tracking.set_run_note(plan.mlflow_uri, plan.parent_run_id, f"```\n{summary.strip()}\n```")
         tracking.finish_run(plan.mlflow_uri, plan.parent_run_id, "FINISHED")
     print(summary, flush=True)
     return result
+
+
+def trials_view_links(plan: SweepPlan, metric: str, mode: str) -> list[str]:
+    """The MLflow UI links of the summary (a saved view of the trials); none rather than a failed sweep."""
+    from gsenet.mlflow_ui import sweep_links
+
+    try:
+        params = [p.key for p in plan.space().parameters]
+        return sweep_links(plan.mlflow_uri, plan.parent_run_id, plan.name, metric, mode, params)
+    except Exception as exc:
+        print(f"(could not save the trials' view in MLflow: {exc})")
+        return []

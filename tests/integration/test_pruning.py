@@ -9,11 +9,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-import ray
-import yaml
 from fixtures.mlflow_server import mlflow_server  # noqa: F401  (pytest fixture)
 from fixtures.ray_local import ray_local  # noqa: F401
 from fixtures.recordings import make_dataset
+from fixtures.sweeps import assert_resources_released, sweep_plan
 from optuna.trial import TrialState
 
 from gsenet import tracking
@@ -57,18 +56,9 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def test_asha_stops_real_trials_and_every_record_agrees(ray_local, mlflow_server, dataset, tmp_path):  # noqa: F811
-    from search.space import parse_space
-    from search.sweep import new_plan, run_sweep
+    from search.sweep import run_sweep
 
-    space = parse_space(yaml.safe_load(SPACE), source=str(tmp_path / "pruning.yaml"), text=SPACE)
-    plan = new_plan(
-        space,
-        space.settings(),
-        name="pruning",
-        storage_path=str(tmp_path / "runs"),
-        cli_fixed={"data.path": str(dataset)},
-        mlflow_uri=mlflow_server.uri,
-    )
+    plan = sweep_plan(SPACE, name="pruning", folder=tmp_path, dataset=dataset, mlflow_uri=mlflow_server.uri)
     started = time.monotonic()
     report = run_sweep(plan, address=ray_local, interval_s=600)
     wall_s = time.monotonic() - started
@@ -90,15 +80,7 @@ def test_asha_stops_real_trials_and_every_record_agrees(ray_local, mlflow_server
         assert runs[trial_id].data.tags[tracking.STATE_TAG] == "pruned"
         assert runs[trial_id].info.status == "KILLED"
 
-    # The stopped trials' workers and placement groups are released.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        groups = ray.util.placement_group_table().values()
-        if all(g["state"] == "REMOVED" for g in groups) and ray.available_resources().get("CPU") == 2:
-            break
-        time.sleep(0.5)
-    assert all(g["state"] == "REMOVED" for g in ray.util.placement_group_table().values())
-    assert ray.available_resources().get("CPU") == 2
+    assert_resources_released(total_cpus=2)  # the stopped trials' workers and placement groups
 
     trial_epochs = sum(r["epochs"] for r in report.rows)
     print(

@@ -22,6 +22,7 @@ import optuna
 import pytest
 import ray
 from fixtures.mlflow_server import mlflow_server  # noqa: F401  (pytest fixture)
+from fixtures.sweeps import assert_resources_released
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -163,13 +164,7 @@ def test_real_sweep_survives_driver_sigkill_and_resumes(ray_cluster, mlflow_serv
     study = optuna.load_study(study_name=name, storage=load_plan(name, str(storage)).optuna_storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3  # history kept, total = num_samples
 
-    for _ in range(50):  # placement groups of finished trials are removed
-        pgs = ray.util.placement_group_table().values()
-        if all(pg["state"] == "REMOVED" for pg in pgs) and ray.available_resources().get("CPU") == 2:
-            break
-        time.sleep(0.2)
-    assert all(pg["state"] == "REMOVED" for pg in ray.util.placement_group_table().values())
-    assert ray.available_resources().get("CPU") == 2
+    assert_resources_released(total_cpus=2)  # placement groups of finished trials are removed
 
     client = MlflowClient(mlflow_server.uri, registry_uri=mlflow_server.uri)
     plan = load_plan(name, str(storage))

@@ -24,6 +24,7 @@ import soundfile as sf
 from fixtures.mlflow_server import mlflow_server  # noqa: F401  (pytest fixture)
 from fixtures.ray_local import ray_local  # noqa: F401
 from fixtures.recordings import make_dataset
+from fixtures.sweeps import sweep_plan
 from mlflow.tracking import MlflowClient
 
 from gsenet import tracking
@@ -90,22 +91,10 @@ def sweep(ray_local, mlflow_server, dataset, tmp_path_factory):  # noqa: F811
     import contextlib
     import io
 
-    from search.space import parse_space
-    from search.sweep import new_plan, run_sweep
+    from search.sweep import run_sweep
 
     folder = tmp_path_factory.mktemp("sweep")
-    (folder / "answer.yaml").write_text(SPACE)
-    import yaml
-
-    space = parse_space(yaml.safe_load(SPACE), source=str(folder / "answer.yaml"), text=SPACE)
-    plan = new_plan(
-        space,
-        space.settings(),
-        name="answer",
-        storage_path=str(folder / "runs"),
-        cli_fixed={"data.path": str(dataset)},
-        mlflow_uri=mlflow_server.uri,
-    )
+    plan = sweep_plan(SPACE, name="answer", folder=folder, dataset=dataset, mlflow_uri=mlflow_server.uri)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         report = run_sweep(plan, address=ray_local, interval_s=600)
