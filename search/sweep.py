@@ -91,7 +91,6 @@ class TrialContext:
     metric: str = "val_si_sdr"  # the sweep's metric: also what each trial keeps checkpoints and best_model by
     mode: str = "max"
     seed: int = 0
-    epoch_seconds: float = 0.0  # only the surrogate trainable uses it
     # On --resume: trials the killed driver already finished -> the result they ended with
     # (search/resume.py). They report it again instead of training again.
     finished: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -355,7 +354,6 @@ def build_tuner(
     callbacks: list | None = None,
     stop: Any = None,
     reuse_actors: bool = False,
-    **ctx_extra: Any,
 ):
     """A fresh `Tuner` for a new sweep (see `restore_tuner` for a resumed one). `stop` and
     `reuse_actors` are for benchmarks with the surrogate trainable."""
@@ -368,7 +366,7 @@ def build_tuner(
     scheduler = make_scheduler(settings, max_epochs)
     storage_path, storage_filesystem = ray_storage(plan.storage_path)
     return tune.Tuner(
-        trainable(plan, trial_fn, **ctx_extra),
+        trainable(plan, trial_fn),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
@@ -391,7 +389,7 @@ def build_tuner(
     )
 
 
-def trainable(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: Any):
+def trainable(plan: SweepPlan, trial_fn: Callable | None = None, finished: dict | None = None):
     from ray import tune
 
     settings = plan.sweep_settings()
@@ -406,13 +404,13 @@ def trainable(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: An
         metric=settings.metric,
         mode=settings.resolved_mode(),
         seed=settings.seed,
-        **ctx_extra,
+        finished=finished or {},
     )
     fn = once_per_trial(trial_fn or run_trial)
     return tune.with_resources(tune.with_parameters(fn, ctx=ctx), TRIAL_DRIVER_RESOURCES)
 
 
-def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: Any):
+def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, finished: dict | None = None):
     """Tuner.restore: finished trials stay finished, unfinished ones continue (Train resumes them
     from their checkpoints), the searcher keeps its history and the total stays num_samples.
     The callbacks come back from the pickled tuner (they are plain, picklable objects)."""
@@ -423,7 +421,7 @@ def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra
         raise SweepError(f"{plan.experiment_path} has no Tune experiment state to resume (did the sweep start?)")
     return tune.Tuner.restore(
         path,
-        trainable(plan, trial_fn, **ctx_extra),
+        trainable(plan, trial_fn, finished),
         resume_unfinished=True,
         resume_errored=False,
         storage_filesystem=filesystem,
@@ -460,7 +458,6 @@ def run_sweep(
     address: str = "",
     num_cpus: int | None = None,
     interval_s: float = 20.0,
-    **ctx_extra: Any,
 ):
     """Start (or resume) the sweep, wait for it, then report. Returns a `search.report.SweepReport`."""
     from search.progress import SweepMonitor
@@ -470,7 +467,7 @@ def run_sweep(
     if resume:
         if plan.parent_run_id:
             tracking.reopen_run(plan.mlflow_uri, plan.parent_run_id)
-        tuner = restore_tuner(plan, trial_fn, finished=reconcile_before_resume(plan), **ctx_extra)
+        tuner = restore_tuner(plan, trial_fn, finished=reconcile_before_resume(plan))
     else:
         plan.parent_run_id = tracking.start_parent_run(
             plan.mlflow_uri, plan.experiment, plan.name, sweep_params(plan), plan.space_text
@@ -488,7 +485,7 @@ def run_sweep(
             timeline_path=f"{plan.experiment_path}/trial_timeline.json" if local else "",
             interval_s=interval_s,
         )
-        tuner = build_tuner(plan, trial_fn, [monitor], **ctx_extra)
+        tuner = build_tuner(plan, trial_fn, [monitor])
     print(
         f"sweep {plan.name}: {plan.experiment_path} (MLflow run {plan.parent_run_id} at {plan.mlflow_uri})", flush=True
     )
