@@ -68,7 +68,7 @@ def train_consumption(steps: int) -> tuple[float, str]:
     except ImportError:
         return PUBLISHED_TRAIN_SPS, "published figure (gsenet.model missing)"
     torch.set_num_threads(2)
-    model, loss_fn = GSENet(ModelConfig()), GSENetLoss(LossConfig(), SR)
+    model, loss_fn = GSENet(ModelConfig()), GSENetLoss(LossConfig())
     optim = torch.optim.AdamW(model.parameters(), 1e-3)
     beam, ref, target = (torch.randn(BATCH, int(SEGMENT_S * SR)) * 0.1 for _ in range(3))
     lengths = torch.full((BATCH,), int(SEGMENT_S * SR), dtype=torch.long)

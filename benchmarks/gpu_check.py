@@ -57,7 +57,7 @@ def time_training(cfg, mode: str, batch: dict, steps: int) -> dict:
     model = GSENet(cfg.model).to(device).train()
     forward = torch.compile(model) if mode == "bf16+compile" else model
     dtype = None if mode == "fp32" else torch.bfloat16
-    loss_fn = GSENetLoss(cfg.loss, cfg.model.sample_rate)
+    loss_fn = GSENetLoss(cfg.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:

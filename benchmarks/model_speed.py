@@ -113,7 +113,7 @@ class PublishedAdapter(torch.nn.Module):
         return self.net(ref, beam)
 
 
-_GSENET_LOSS = GSENetLoss(LossConfig(), SAMPLE_RATE)
+_GSENET_LOSS = GSENetLoss(LossConfig())
 
 
 def gsenet_loss(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -61,10 +61,14 @@ def si_sdr_gain(model, items: list[dict]) -> float:
     return float(np.mean(gains))
 
 
-def train(cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes: float, log=print) -> dict:
+def train(
+    cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes: float, log=print, val_items=None
+) -> dict:
     """Train `steps` steps or `max_minutes`, whichever comes first; returns the model, the curve and
-    the timing. The LR schedule runs on progress = max(step / steps, minutes / max_minutes), so on a
-    machine busier than expected the cosine decay still ends when the time budget does."""
+    the timing. The LR schedule runs on steps only: `max_minutes` is a safety stop. (It used to run on
+    max(step / steps, minutes / max_minutes): on the shared machine the first 100 steps of
+    pretrained:sim-w05 took 31 of its 36 minutes, so the cosine was 85% done at step 100 and the LR
+    was 0.1x its peak for the remaining 288 steps: the flat curve.)"""
     from gsenet.data import SegmentDataset, collate_batch
     from gsenet.losses import GSENetLoss
     from gsenet.model import GSENet, count_parameters
@@ -79,19 +83,15 @@ def train(cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes:
     )
     torch.manual_seed(cfg.train.seed)
     model = GSENet(cfg.model)
-    loss_fn = GSENetLoss(cfg.loss, sr)
+    loss_fn = GSENetLoss(cfg.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    start = time.time()
-
-    def progress_step(step: int) -> int:  # the step count the schedule sees
-        by_time = (time.time() - start) / 60 / max_minutes * steps
-        return step if step < o.warmup_steps else max(step, int(by_time))
-
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(progress_step(s), o.warmup_steps, steps, o.schedule, o.min_lr_ratio)
+        optimizer, lambda s: lr_factor(s, o.warmup_steps, steps, o.schedule, o.min_lr_ratio)
     )
     log(f"{count_parameters(model):,} parameters, {steps} steps of batch {cfg.data.batch_size}")
     curve = [{"step": 0, "si_sdr_vs_beam": si_sdr_gain(model, eval_items), "loss": float("nan"), "minutes": 0.0}]
+    if val_items:  # the training distribution's own held-out split: tells mismatch from plateau
+        curve[0]["val_si_sdr_vs_beam"] = si_sdr_gain(model, val_items)
     log(f"step 0: SI-SDR vs beam {curve[0]['si_sdr_vs_beam']:+.2f} dB")
     start, running, done = time.time(), [], 0  # the clock starts after the step-0 evaluation
     for step, batch in enumerate(loader, start=1):
@@ -113,14 +113,18 @@ def train(cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes:
                 "loss": float(np.mean(running)),
                 "minutes": round((time.time() - start) / 60, 2),
             }
+            if val_items:
+                point["val_si_sdr_vs_beam"] = si_sdr_gain(model, val_items)
             curve.append(point)
             running = []
+            val = f" (train-scheme val {point['val_si_sdr_vs_beam']:+.2f})" if val_items else ""
             log(
-                f"step {step}: loss {point['loss']:.4f}, SI-SDR vs beam {point['si_sdr_vs_beam']:+.2f} dB, "
+                f"step {step}: loss {point['loss']:.4f}, SI-SDR vs beam {point['si_sdr_vs_beam']:+.2f} dB{val}, "
                 f"{point['minutes']:.1f} min"
             )
         if out_of_time:
-            log(f"stopping at step {step}: the {max_minutes} min budget is spent")
+            lr = optimizer.param_groups[0]["lr"]
+            log(f"stopping at step {step} of {steps}: the {max_minutes} min budget is spent (LR {lr:.2e})")
             break
     return {"model": model.eval(), "curve": curve, "steps": done, "minutes": (time.time() - start) / 60}
 
@@ -133,7 +137,12 @@ def plot_curves(curves: dict[str, list[dict]], path: Path, title: str, ylim=None
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for label, curve in curves.items():
-        ax.plot([p["step"] for p in curve], [p["si_sdr_vs_beam"] for p in curve], marker="o", ms=3, label=label)
+        (line,) = ax.plot(
+            [p["step"] for p in curve], [p["si_sdr_vs_beam"] for p in curve], marker="o", ms=3, label=label
+        )
+        val = [p for p in curve if "val_si_sdr_vs_beam" in p]
+        if val:  # dashed: the training scheme's own val split
+            ax.plot([p["step"] for p in val], [p["val_si_sdr_vs_beam"] for p in val], ls="--", color=line.get_color())
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("training step")
     ax.set_ylabel("SI-SDR over the beamformer (dB)")
@@ -157,9 +166,17 @@ def run_curve(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cfg = experiment_config(Path(args.config), args.set, Path(args.train_data))
     items = eval_set(Path(args.eval_data), args.eval_split, args.eval_recordings, cfg.model.sample_rate)
-    result = train(cfg, args.steps, items, args.eval_every, args.max_minutes)
+    val_items = None
+    if args.val_recordings:  # the training data's own val split
+        val_items = eval_set(Path(args.train_data), "val", args.val_recordings, cfg.model.sample_rate)
+    result = train(cfg, args.steps, items, args.eval_every, args.max_minutes, val_items=val_items)
     (out / "curve.json").write_text(json.dumps({"overrides": args.set, "curve": result["curve"]}, indent=1))
     print(f"curve written to {out / 'curve.json'}")
+    if args.save_model:  # for `gsenet evaluate` / the per-condition tables afterwards
+        from gsenet.inference import save_model_folder
+
+        save_model_folder(result["model"].state_dict(), cfg.model, Path(args.save_model))
+        print(f"model written to {args.save_model}")
 
 
 def run_plot(args) -> None:
@@ -205,6 +222,11 @@ def run_pretrained(args) -> None:
     items = eval_set(test_root, "test", args.eval_recordings, cfg.model.sample_rate)
     result = train(cfg, args.steps, items, args.eval_every, args.minutes)
 
+    # The scale-invariant losses leave the output level free: put it at the target's level.
+    val_items = eval_set(train_root, "val", args.eval_recordings, cfg.model.sample_rate)
+    gain_db = calibrate_level(result["model"], val_items)
+    log_line = f"output level calibrated by {gain_db:+.2f} dB on {len(val_items)} val recordings"
+    print(log_line)
     folder = ROOT / "gsenet" / "pretrained" / args.name
     if folder.exists():
         shutil.rmtree(folder)
@@ -223,6 +245,7 @@ def run_pretrained(args) -> None:
         "train_minutes": round(result["minutes"], 1),
         "simulate_minutes": round(simulate_minutes, 1),
         "threads": args.threads,
+        "output_level_calibration": {"gain_db": round(gain_db, 2), "data": "train data's val split"},
     }
     (folder / "training.json").write_text(json.dumps(training, indent=1) + "\n")
     print(f"pretrained model written to {folder} ({result['steps']} steps, {result['minutes']:.1f} min)")
@@ -230,6 +253,47 @@ def run_pretrained(args) -> None:
         run_card(argparse.Namespace(name=args.name, test_data=str(test_root), early_test_data="",
                                     work_dir=str(work), eval_recordings=args.eval_recordings, threads=args.threads,
                                     no_perceptual=False))  # fmt: skip
+
+
+@torch.no_grad()
+def calibrate_level(model, items: list[dict]) -> float:
+    """Scale the model's output (exactly, gsenet.model.scale_output) by the median over `items` of
+    rms(target) / rms(output), so that it comes out at its target's level; returns the gain applied
+    in dB. The scale-invariant losses leave that level free to drift."""
+    from gsenet.inference import enhance_arrays
+    from gsenet.model import scale_output
+
+    gains = []
+    for item in items:
+        out = enhance_arrays(model, item["beam"], item["ref"]).astype(np.float64)
+        gains.append(float(np.sqrt(np.dot(item["target"], item["target"]) / max(np.dot(out, out), 1e-20))))
+    gain = float(np.median(gains))
+    scale_output(model, gain)
+    return 20 * np.log10(gain)
+
+
+def run_calibrate(args) -> None:
+    """Re-level a shipped model on the training scheme's val split; rewrites its model.pt."""
+    from gsenet.inference import load_model, pretrained_folder
+    from gsenet.model_files import MODEL_WEIGHTS
+
+    torch.set_num_threads(args.threads)
+    folder = pretrained_folder(args.name)
+    model, cfg = load_model(f"pretrained:{args.name}")
+    items = eval_set(Path(args.data), args.split, args.recordings, cfg.sample_rate)
+    gain_db = calibrate_level(model, items)
+    # Only the weights change (as gsenet.inference.save_model_folder writes them); config, versions
+    # and card stay.
+    torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, folder / MODEL_WEIGHTS)
+    training = json.loads((folder / "training.json").read_text())
+    training["output_level_calibration"] = {
+        "gain_db": round(gain_db + training.get("output_level_calibration", {}).get("gain_db", 0.0), 2),
+        "command": "python benchmarks/train_quality.py calibrate " + " ".join(args.argv),
+    }
+    (folder / "training.json").write_text(json.dumps(training, indent=1) + "\n")
+    print(
+        f"pretrained:{args.name}: output scaled by {gain_db:+.2f} dB (median level gain to the target on {len(items)} recordings)"
+    )
 
 
 def system_lines(rows: list[dict], title: str) -> list[str]:
@@ -319,6 +383,8 @@ def main() -> None:
     curve.add_argument("--eval-data", required=True, help="dataset root with the evaluation split")
     curve.add_argument("--eval-split", default="test")
     curve.add_argument("--max-minutes", type=float, default=60.0)
+    curve.add_argument("--save-model", default="", help="also write the trained model folder here")
+    curve.add_argument("--val-recordings", type=int, default=0, help="also score the train data's val split")
     curve.add_argument("--out", required=True)
     plot = sub.add_parser("plot", help="curves (label=curve.json ...) into one PNG")
     plot.add_argument("png")
@@ -333,6 +399,12 @@ def main() -> None:
     pre.add_argument("--test-recordings", type=int, default=60)
     pre.add_argument("--minutes", type=float, default=40.0, help="training wall-time budget")
     pre.add_argument("--no-card", action="store_true", help="skip scoring the model and writing README.md")
+    cal = sub.add_parser("calibrate", help="re-level a shipped model's output to its target's level")
+    cal.add_argument("--name", required=True)
+    cal.add_argument("--data", required=True, help="dataset root of the training scheme (its val split)")
+    cal.add_argument("--split", default="val")
+    cal.add_argument("--recordings", type=int, default=16)
+    cal.add_argument("--threads", type=int, default=2)
     card = sub.add_parser("card", help="score a shipped model and write its model card")
     card.add_argument("--name", required=True)
     card.add_argument("--test-data", required=True, help="array-scheme dataset root with test/")
@@ -343,7 +415,13 @@ def main() -> None:
     card.add_argument("--no-perceptual", action="store_true", help="SI-SDR only (PESQ/STOI are slow)")
     args = parser.parse_args()
     args.argv = sys.argv[2:]
-    commands = {"curve": run_curve, "plot": run_plot, "pretrained": run_pretrained, "card": run_card}
+    commands = {
+        "curve": run_curve,
+        "plot": run_plot,
+        "pretrained": run_pretrained,
+        "calibrate": run_calibrate,
+        "card": run_card,
+    }
     commands[args.command](args)
 
 

@@ -16,17 +16,36 @@ Files keep their sample rate and subtype; other files (meta.json, ...) are copie
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+import threading
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from gsenet.checks import SPLITS, estimate_delay
-from gsenet.config import DataConfig
+from gsenet.config import SPLITS, DataConfig
 from gsenet.errors import DataError
+from gsenet.storage import cache_root
+
+MAX_LAG_S = 0.5  # largest beam-to-reference delay searched
+
+
+def estimate_delay(beam: np.ndarray, ref: np.ndarray, sample_rate: int, max_lag_s: float = MAX_LAG_S) -> float:
+    """Delay of `beam` relative to `ref` in seconds (positive: beam is behind), by GCC-PHAT."""
+    n = min(len(beam), len(ref))
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    spectrum = np.fft.rfft(beam[:n], size) * np.conj(np.fft.rfft(ref[:n], size))
+    spectrum /= np.abs(spectrum) + 1e-12  # PHAT: keep only the phase, so every frequency votes equally
+    correlation = np.fft.irfft(spectrum, size)
+    max_lag = min(int(max_lag_s * sample_rate), n - 1)
+    lags = np.concatenate([correlation[-max_lag:], correlation[: max_lag + 1]]) if max_lag else correlation[:1]
+    return (int(np.argmax(lags)) - max_lag) / sample_rate
+
 
 WINDOWS = 3  # delay estimates per recording (start, middle, end)
 WINDOW_S = 4.0  # seconds per estimate (as the linter)
@@ -48,6 +67,10 @@ class Alignment:
     def describe(self) -> str:
         if self.problem:
             return f"{self.recording}: REFUSED: {self.problem}"
+        return f"{self.recording}: {self.action()}"
+
+    def action(self) -> str:
+        """What aligning does to this recording, in words."""
         ms = 1000 * self.delay_samples / self.sample_rate
         where = "behind" if ms > 0 else "ahead of"
         shift = (
@@ -56,7 +79,7 @@ class Alignment:
             if self.delay_samples
             else "beam already aligned with the reference"
         )
-        return f"{self.recording}: {shift}; every file cut to {self.length} samples ({self.length / self.sample_rate:.2f} s)"
+        return f"{shift}; every file cut to {self.length} samples ({self.length / self.sample_rate:.2f} s)"
 
 
 def _rms_db(x: np.ndarray) -> float:
@@ -121,6 +144,46 @@ def plan_recording(folder: Path, recording: str, cfg: DataConfig, tolerance_ms: 
     if plan.length <= 0:
         plan.problem = f"nothing is left after removing a {1000 * delay / rate:.1f} ms offset"
     return plan
+
+
+PLAN_CACHE_VERSION = 1  # bump when plan_recording changes
+
+
+def cached_plan(folder: Path, cfg: DataConfig) -> Alignment:
+    """`plan_recording` for data.align=auto, computed once per recording version on this node.
+
+    The linter (on the driver) and every training worker ask for the same plan: the first reads
+    the audio, the others get it from CACHE/align/, keyed by the files' names, sizes and mtimes and
+    the settings that change the result.
+    """
+    folder = Path(folder)
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+    settings = [PLAN_CACHE_VERSION, cfg.beam_channel, cfg.ref_channel, cfg.target_file, cfg.align_tolerance_ms]
+    key = hashlib.sha1(json.dumps([settings, str(folder.resolve()), files]).encode()).hexdigest()
+    path = cache_root(cfg.cache_dir) / "align" / f"{key}.json"
+    try:
+        return Alignment(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    plan = plan_recording(folder, f"{folder.parent.name}/{folder.name}", cfg, cfg.align_tolerance_ms)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(asdict(plan)))
+    tmp.replace(path)  # concurrent processes write the same content; never a partial file
+    return plan
+
+
+def loading_view(folder: Path, cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
+    """For data.align=auto: ((beam, ref, target) leading samples to skip, common length), at the
+    files' own rate; the same shift and cut `gsenet data align` writes. Raises on a refused recording."""
+    plan = cached_plan(folder, cfg)
+    if plan.problem:
+        raise DataError(
+            f"{folder}: data.align=auto cannot align this recording: {plan.problem}; "
+            "fix or remove it (or set data.skip_bad_recordings=true)"
+        )
+    starts = tuple(plan.trim_start[name] for name in (cfg.beam_channel, cfg.ref_channel, cfg.target_file))
+    return starts, plan.length
 
 
 def recordings(root: Path) -> list[tuple[Path, str]]:

@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from gsenet.align import cached_plan, estimate_delay
 from gsenet.audio import audio_info, read_audio
-from gsenet.config import DataConfig
+from gsenet.config import SPLITS, DataConfig
 from gsenet.errors import DataError
 from gsenet.storage import cache_root, resolve_data_root
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 REQUIRED_SPLITS = ("train", "val")
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (int16 full scale is 0.99997)
 # A float WAV's full scale is 1.0; a sample 100x beyond it is a wrong scale or corrupt bytes (its
@@ -44,7 +44,6 @@ MAX_ABS_SAMPLE = 100.0
 CLIP_WARN_FRACTION = 1e-3  # warn when more than 0.1 % of a file's samples are clipped
 SILENCE_DB = -80.0  # RMS below this (dBFS) is a silent file
 DELAY_WINDOW_S = 4.0  # seconds of beam and reference cross-correlated to estimate their delay
-MAX_LAG_S = 0.5  # largest delay searched
 BLOCK = 1 << 18  # samples read at a time while scanning a file
 MAX_LISTED = 40  # messages shown by format_table / raise_if_errors (--json has them all)
 
@@ -84,18 +83,6 @@ class RecordingReport:
 # ----------------------------------------------------------------------------------------------
 # Signals
 # ----------------------------------------------------------------------------------------------
-def estimate_delay(beam: np.ndarray, ref: np.ndarray, sample_rate: int, max_lag_s: float = MAX_LAG_S) -> float:
-    """Delay of `beam` relative to `ref` in seconds (positive: beam is behind), by GCC-PHAT."""
-    n = min(len(beam), len(ref))
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    spectrum = np.fft.rfft(beam[:n], size) * np.conj(np.fft.rfft(ref[:n], size))
-    spectrum /= np.abs(spectrum) + 1e-12  # PHAT: keep only the phase, so every frequency votes equally
-    correlation = np.fft.irfft(spectrum, size)
-    max_lag = min(int(max_lag_s * sample_rate), n - 1)
-    lags = np.concatenate([correlation[-max_lag:], correlation[: max_lag + 1]]) if max_lag else correlation[:1]
-    return (int(np.argmax(lags)) - max_lag) / sample_rate
-
-
 def scan_file(path: Path) -> FileStats:
     """Header and content statistics of one audio file; raises DataError if it cannot be read."""
     info = audio_info(path)
@@ -154,6 +141,24 @@ def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int)
         except DataError as exc:
             err(str(exc))
     report.files = list(stats.values())
+    _check_file_contents(report, folder, roles)
+    _check_rates_and_lengths(report, folder, cfg)
+    if cfg.align == "auto":
+        _plan_alignment(report, folder, cfg)
+    report.short = split == "train" and 0 < report.seconds < cfg.segment_seconds
+    if report.short:
+        warn(
+            f"{folder}: {report.seconds:.2f} s is shorter than one training segment ({cfg.segment_seconds} s); not used for training"
+        )
+    if cfg.align != "auto":
+        _check_delay(report, folder, cfg)
+    return report
+
+
+def _check_file_contents(report: RecordingReport, folder: Path, roles: dict[str, str]) -> None:
+    """Per file: mono, finite, sane amplitude, not empty, not silent (an error for the beam,
+    reference or target), not clipped."""
+    err, warn = report.errors.append, report.warnings.append
     for s in report.files:
         path = folder / s.name
         critical = s.name in roles
@@ -179,6 +184,12 @@ def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int)
                 warn(message)
         elif s.frames and s.clipped / s.frames > CLIP_WARN_FRACTION:
             warn(f"{path}: {100 * s.clipped / s.frames:.2f}% of samples clipped (|x| >= {CLIP_LEVEL}); lower the gain")
+
+
+def _check_rates_and_lengths(report: RecordingReport, folder: Path, cfg: DataConfig) -> None:
+    """One sample rate for all files (sets report.sample_rate and .seconds), and equal lengths
+    (or, with data.length_policy=trim, a warning that they are trimmed to the shortest)."""
+    err, warn = report.errors.append, report.warnings.append
     usable = [s for s in report.files if s.channels == 1]
     rates = {s.sample_rate for s in usable}
     if len(rates) > 1:
@@ -188,7 +199,7 @@ def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int)
         report.sample_rate = rates.pop()
         lengths = {s.name: s.frames for s in usable}
         report.seconds = min(lengths.values()) / report.sample_rate
-        if len(set(lengths.values())) > 1:
+        if len(set(lengths.values())) > 1 and cfg.align != "auto":  # auto: cut to the aligned length below
             report.length_mismatch = True
             # Compare with the target (else the most common length): says which file has extra samples.
             reference = lengths.get(cfg.target_file) or max(lengths.values(), key=list(lengths.values()).count)
@@ -202,13 +213,24 @@ def check_recording(folder: Path, split: str, cfg: DataConfig, sample_rate: int)
                 warn(message + "; trimmed to the shortest (data.length_policy=trim)")
             else:
                 err(message + "; a short file may be truncated: fix the export, or set data.length_policy=trim")
-    report.short = split == "train" and 0 < report.seconds < cfg.segment_seconds
-    if report.short:
-        warn(
-            f"{folder}: {report.seconds:.2f} s is shorter than one training segment ({cfg.segment_seconds} s); not used for training"
+
+
+def _plan_alignment(report: RecordingReport, folder: Path, cfg: DataConfig) -> None:
+    """data.align=auto: the delay and cut training will apply (gsenet.align, cached for the workers);
+    what it does is a warning, so it is printed once with the other warnings, never per epoch."""
+    if report.errors or report.sample_rate == 0:
+        return
+    plan = cached_plan(folder, cfg)
+    if plan.problem:
+        report.errors.append(
+            f"{folder}: data.align=auto cannot align this recording: {plan.problem}; fix or remove it "
+            f"(or set data.skip_bad_recordings=true)"
         )
-    _check_delay(report, folder, cfg)
-    return report
+        return
+    report.delay_ms = 1000 * plan.delay_samples / plan.sample_rate
+    report.seconds = plan.length / plan.sample_rate
+    if plan.delay_samples or any(s.frames != plan.length for s in report.files):
+        report.warnings.append(f"{folder}: aligned at load time (data.align=auto): {plan.action()}")
 
 
 def _check_delay(report: RecordingReport, folder: Path, cfg: DataConfig) -> None:
@@ -420,7 +442,7 @@ class ReportCache:
 
     def __init__(self, root: Path, cfg: DataConfig, sample_rate: int):
         settings = [self.VERSION, sample_rate, cfg.beam_channel, cfg.ref_channel, cfg.target_file,
-                    cfg.length_policy, cfg.segment_seconds, cfg.max_delay_ms]  # fmt: skip
+                    cfg.length_policy, cfg.segment_seconds, cfg.max_delay_ms, cfg.align, cfg.align_tolerance_ms]  # fmt: skip
         self.settings = json.dumps(settings)
         self.path = (
             cache_root(cfg.cache_dir) / "checks" / (hashlib.sha1(str(root.resolve()).encode()).hexdigest() + ".json")

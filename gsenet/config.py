@@ -18,6 +18,8 @@ from typing import Any
 
 from gsenet.errors import GSENetError
 
+SPLITS = ("train", "val", "test")  # the dataset layout's folders (see gsenet/data.py)
+
 
 class ConfigError(GSENetError, ValueError):
     """A config value, file or override is invalid; the message says which and how to fix it."""
@@ -92,15 +94,22 @@ class ModelConfig:
 # ----------------------------------------------------------------------------------------------
 # Loss
 # ----------------------------------------------------------------------------------------------
+def loss_term(weight: float) -> Any:
+    """A LossConfig field that is the weight of a loss term of the same name. The loss-term registry
+    is these fields: LOSS_TERMS lists them; gsenet.losses.TERM_FUNCTIONS computes each by name;
+    training reports each as val_loss_<name>; search spaces may search loss.<name>."""
+    return field(default=weight, metadata={"loss_term": True})
+
+
 @dataclass
 class LossConfig:
     """Named, weighted loss terms; a term with weight 0 is never computed."""
 
-    multires_stft: float = 1.0  # spectral convergence + log-magnitude L1 over resolutions
-    compressed_spectral: float = 1.0  # power-law compressed complex spectral MSE
+    multires_stft: float = loss_term(1.0)  # spectral convergence + log-magnitude L1 over resolutions
+    compressed_spectral: float = loss_term(1.0)  # power-law compressed complex spectral MSE
     # negative SI-SDR (dB / 10): 0.1 per dB, on the scale of a few dB's change in the spectral terms
     # (tests/test_losses.py: with these weights the total ranks a fixed set of outputs like the metrics)
-    si_sdr: float = 1.0
+    si_sdr: float = loss_term(1.0)
     # (n_fft, hop) pairs of the multi-resolution STFT loss.
     stft_resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (2048, 512))
     compress_exponent: float = 0.3  # power-law exponent of the compressed spectral loss
@@ -110,12 +119,18 @@ class LossConfig:
     # Spectral terms compare the estimate scaled as SI-SDR scales it (a scaled copy is perfect).
     scale_invariant: bool = True
 
+    def weights(self) -> dict[str, float]:
+        """{term: weight} for every loss term, in LOSS_TERMS order (0 = not computed)."""
+        return {name: getattr(self, name) for name in LOSS_TERMS}
+
+    def active_terms(self) -> list[str]:
+        """The terms with a weight > 0: those GSENetLoss computes and validation reports."""
+        return [name for name, weight in self.weights().items() if weight > 0]
+
     def validate(self) -> None:
-        for name in ("multires_stft", "compressed_spectral", "si_sdr"):
-            _check(getattr(self, name) >= 0, f"loss.{name}", "weights must be >= 0")
-        _check(
-            self.multires_stft + self.compressed_spectral + self.si_sdr > 0, "loss", "at least one weight must be > 0"
-        )
+        for name, weight in self.weights().items():
+            _check(weight >= 0, f"loss.{name}", "weights must be >= 0")
+        _check(sum(self.weights().values()) > 0, "loss", "at least one weight must be > 0")
         _check(len(self.stft_resolutions) > 0, "loss.stft_resolutions", "needs at least one (n_fft, hop)")
         for res in self.stft_resolutions:
             _check(len(res) == 2 and res[0] >= res[1] > 0, "loss.stft_resolutions", f"bad (n_fft, hop) {res}")
@@ -124,10 +139,14 @@ class LossConfig:
         _check(-120 <= self.log_floor_db <= 0, "loss.log_floor_db", "must be in [-120, 0] dB")
 
 
+LOSS_TERMS = tuple(f.name for f in dataclasses.fields(LossConfig) if f.metadata.get("loss_term"))
+
+
 # ----------------------------------------------------------------------------------------------
 # Data
 # ----------------------------------------------------------------------------------------------
 LENGTH_POLICIES = ("error", "trim")
+ALIGN_MODES = ("off", "auto")
 
 
 @dataclass
@@ -145,6 +164,10 @@ class DataConfig:
     # to the shortest (logged); never silent.
     length_policy: str = "error"
     skip_bad_recordings: bool = False  # skip (and list) recordings that fail the checks
+    # "auto": measure each recording's beam-to-reference delay (as `gsenet data align`) and read
+    # every file shifted and cut to the common length; "off" reads the files as they are.
+    align: str = "off"
+    align_tolerance_ms: float = 2.0  # data.align=auto refuses a recording whose delay varies more
     max_delay_ms: float = 20.0  # linter warns when beam lags/leads the reference by more
     cache_dir: str = ""  # local cache for gs:// data and resampled files ("" = ~/.cache/gsenet)
     gcs_timeout_s: float = 60.0  # give up on an unreachable/failing gs:// endpoint after this (retries included)
@@ -157,6 +180,8 @@ class DataConfig:
         _check(self.length_policy in LENGTH_POLICIES, "data.length_policy", f"must be one of {LENGTH_POLICIES}")
         _check(self.beam_channel != self.ref_channel, "data.ref_channel", "must differ from data.beam_channel")
         _check(self.gcs_timeout_s > 0, "data.gcs_timeout_s", "must be positive")
+        _check(self.align in ALIGN_MODES, "data.align", f"must be one of {ALIGN_MODES}")
+        _check(self.align_tolerance_ms >= 0, "data.align_tolerance_ms", "must be >= 0")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,7 +428,3 @@ def dump_yaml(cfg: Any) -> str:
     import yaml
 
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
-    return from_dict(values, ModelConfig)

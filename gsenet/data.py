@@ -42,7 +42,6 @@ from gsenet.storage import cache_root, file_lock
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 LAYOUT_HINT = "expected ROOT/{train,val,test}/<recording>/channel_1.wav, channel_2.wav, ..., ground_truth.wav"
 
 
@@ -57,6 +56,7 @@ class Recording:
     target: Path
     frames: int  # usable length in samples at the model's rate (all three files have at least this)
     source_rate: int  # the files' own sample rate
+    starts: tuple[int, int, int] = (0, 0, 0)  # beam, ref, target samples skipped first (data.align=auto)
 
 
 def recording_folders(split_dir: Path) -> list[Path]:
@@ -94,7 +94,7 @@ def probe_recording(folder: Path, cfg: DataConfig) -> tuple[dict[str, Path], int
         detail = ", ".join(f"{files[r].name}: {rate} Hz" for r, rate in rates.items())
         raise DataError(f"{folder}: files are at different sample rates ({detail}); export them all at one rate")
     lengths = {role: info.frames for role, info in infos.items()}
-    if len(set(lengths.values())) > 1:
+    if len(set(lengths.values())) > 1 and cfg.align != "auto":  # auto cuts every file to the aligned length
         detail = ", ".join(f"{files[r].name}: {n} samples" for r, n in lengths.items())
         if cfg.length_policy != "trim":
             raise DataError(
@@ -123,10 +123,17 @@ def resampled_copy(path: Path, to_rate: int, cache_dir: str = "") -> Path:
 
 def load_recording(folder: Path, cfg: DataConfig, sample_rate: int) -> Recording:
     files, rate, frames = probe_recording(folder, cfg)
+    starts = (0, 0, 0)
+    if cfg.align == "auto":  # the shift and cut `gsenet data align` would write (reported by the linter)
+        from gsenet.align import loading_view
+
+        starts, frames = loading_view(folder, cfg)
     if rate != sample_rate:
         files = {role: resampled_copy(path, sample_rate, cfg.cache_dir) for role, path in files.items()}
-        frames = min(audio_info(path).frames for path in files.values())
-    return Recording(folder.name, folder, files["beam"], files["ref"], files["target"], frames, rate)
+        starts = tuple(round(start * sample_rate / rate) for start in starts)
+        lengths = [audio_info(path).frames - start for path, start in zip(files.values(), starts, strict=True)]
+        frames = min(lengths + [round(frames * sample_rate / rate)])
+    return Recording(folder.name, folder, files["beam"], files["ref"], files["target"], frames, rate, starts)
 
 
 def load_recordings(
@@ -160,9 +167,9 @@ def load_recordings(
 def read_excerpt(recording: Recording, start: int, frames: int) -> dict[str, np.ndarray]:
     """`frames` samples from `start` of beam, reference and target (seeking, not loading whole files)."""
     out = {}
-    for role in ("beam", "ref", "target"):
+    for role, skip in zip(("beam", "ref", "target"), recording.starts, strict=True):
         path = getattr(recording, role)
-        samples, _ = read_audio(path, start, frames)
+        samples, _ = read_audio(path, skip + start, frames)
         if len(samples) != frames:
             raise DataError(
                 f"{path}: expected {frames} samples from {start}, got {len(samples)}; the file is truncated, "

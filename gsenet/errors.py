@@ -18,8 +18,16 @@ class StorageError(GSENetError):
     """A gs:// bucket or object cannot be read (missing, no credentials, unreachable)."""
 
 
+class TransientError(GSENetError):
+    """A failure that may go away by itself (a service not answering yet): worth a retry."""
+
+
 class TrackingError(GSENetError):
     """The MLflow tracking server cannot be used."""
+
+
+class TrackingUnreachableError(TrackingError, TransientError):
+    """The MLflow tracking server does not answer (down, restarting, network): it may come back."""
 
 
 class TrainingError(GSENetError):

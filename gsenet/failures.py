@@ -4,7 +4,8 @@ Ray Train restarts the worker group from the latest checkpoint for any worker er
 `FailureConfig(max_failures)` times. A non-finite loss, a full disk, a corrupt recording or a
 config error comes back the same way every time, so retrying it only triples the time to fail:
 those are our own `GSENetError`s, raised on purpose with a message for the user, and end the run at
-once. A worker that died (its process or node lost, a preemption) is still retried.
+once. A worker that died (its process or node lost, a preemption) is still retried, and so is a
+`TransientError` (a service such as the MLflow server not answering yet).
 
 This plugs into Ray Train's failure policy, a DeveloperAPI of Ray 2.60 (checked in its code):
 `DataParallelTrainer._initialize_and_run_controller(failure_policy=...)`.
@@ -20,7 +21,7 @@ from ray.train.v2._internal.execution.failure_handling.default import _is_preemp
 from ray.train.v2._internal.execution.failure_handling.failure_policy import FailureDecision
 from ray.train.v2.api.exceptions import WorkerGroupError
 
-from gsenet.errors import GSENetError
+from gsenet.errors import GSENetError, TransientError
 
 log = logging.getLogger("gsenet.train")
 
@@ -37,6 +38,13 @@ def find_user_error(exc: BaseException | None) -> GSENetError | None:
     return None
 
 
+def cannot_go_away(exc: BaseException | None) -> GSENetError | None:
+    """The GSENetError behind `exc` unless it is a TransientError (a service that may come back):
+    what a retry would only hit again. None = worth retrying (lost worker, unreachable server)."""
+    error = find_user_error(exc)
+    return None if isinstance(error, TransientError) else error
+
+
 class FailFastOnUserErrors(DefaultFailurePolicy):
     """Ray's policy, except that a worker group failing with a GSENetError is not retried."""
 
@@ -44,9 +52,9 @@ class FailFastOnUserErrors(DefaultFailurePolicy):
         if (
             isinstance(training_failed_error, WorkerGroupError)
             and not _is_preemption_failure(training_failed_error)
-            and find_user_error(training_failed_error) is not None
+            and cannot_go_away(training_failed_error) is not None
         ):
-            log.info("not retrying: %s", find_user_error(training_failed_error))
+            log.info("not retrying: %s", cannot_go_away(training_failed_error))
             return FailureDecision.RAISE
         return super().make_decision(training_failed_error)
 

@@ -163,33 +163,46 @@ def compressed_spectral_loss(
     return ((magnitude_weight * magnitude_part + (1 - magnitude_weight) * complex_part) / reference).mean()
 
 
+def _multires_stft_term(estimate: Tensor, target: Tensor, lengths: Tensor, cfg: LossConfig) -> Tensor:
+    return multires_stft_loss(estimate, target, lengths, cfg.stft_resolutions, cfg.log_floor_db, cfg.scale_invariant)
+
+
+def _compressed_spectral_term(estimate: Tensor, target: Tensor, lengths: Tensor, cfg: LossConfig) -> Tensor:
+    return compressed_spectral_loss(
+        estimate,
+        target,
+        lengths,
+        exponent=cfg.compress_exponent,
+        magnitude_weight=cfg.compressed_magnitude_weight,
+        scale_invariant=cfg.scale_invariant,
+    )
+
+
+def _si_sdr_term(estimate: Tensor, target: Tensor, lengths: Tensor, cfg: LossConfig) -> Tensor:
+    return -si_sdr(estimate, target, lengths).mean() / 10  # dB/10: same scale as others
+
+
+# How to compute each term of config.LOSS_TERMS (a weight field of LossConfig of the same name).
+TERM_FUNCTIONS = {
+    "multires_stft": _multires_stft_term,
+    "compressed_spectral": _compressed_spectral_term,
+    "si_sdr": _si_sdr_term,
+}
+
+
 class GSENetLoss(nn.Module):
     """Weighted sum of the configured terms. Returns (total, {term: value}) for logging."""
 
-    def __init__(self, cfg: LossConfig, sample_rate: int = 16000):
+    def __init__(self, cfg: LossConfig):
         super().__init__()
         cfg.validate()
-        self.cfg, self.sample_rate = cfg, sample_rate
+        self.cfg = cfg
 
     def forward(
         self, estimate: Tensor, target: Tensor, lengths: Tensor | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         lengths = check_shapes(estimate, target, lengths)
-        cfg, terms = self.cfg, {}
-        if cfg.multires_stft > 0:
-            terms["multires_stft"] = multires_stft_loss(
-                estimate, target, lengths, cfg.stft_resolutions, cfg.log_floor_db, cfg.scale_invariant
-            )
-        if cfg.compressed_spectral > 0:
-            terms["compressed_spectral"] = compressed_spectral_loss(
-                estimate,
-                target,
-                lengths,
-                exponent=cfg.compress_exponent,
-                magnitude_weight=cfg.compressed_magnitude_weight,
-                scale_invariant=cfg.scale_invariant,
-            )
-        if cfg.si_sdr > 0:
-            terms["si_sdr"] = -si_sdr(estimate, target, lengths).mean() / 10  # dB/10: same scale as others
+        cfg = self.cfg
+        terms = {name: TERM_FUNCTIONS[name](estimate, target, lengths, cfg) for name in cfg.active_terms()}
         total = sum(getattr(cfg, name) * value for name, value in terms.items())
         return total, terms

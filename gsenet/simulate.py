@@ -35,14 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from gsenet.audio import write_audio
-from gsenet.config import ConfigError
+from gsenet.config import SPLITS, ConfigError
 from gsenet.errors import DataError
 from gsenet.progress import progress_bar
 from gsenet.speech import NOISE_KINDS, SourceCorpus, procedural_noise, procedural_speech, random_speaker
 
 SCHEMES = ("paper", "array")
 TARGETS = ("direct", "early")
-SPLITS = ("train", "val", "test")
 MANIFEST = "simulation.json"
 FORMAT_VERSION = 2  # 2: paper-scheme target aligned with y0 (was receiver 1); target option
 

@@ -295,8 +295,10 @@ def open_storage_filesystem(uri: str):
     """
     import pyarrow.fs
 
+    from gsenet.runtime import DEFAULT_STORAGE
+
     if not is_gcs(uri):
-        path = Path(uri or "gsenet_runs").expanduser().resolve()
+        path = Path(uri or DEFAULT_STORAGE).expanduser().resolve()
         return pyarrow.fs.LocalFileSystem(), str(path)
     bucket, prefix = parse_gcs_uri(uri)
     host = emulator_host()

@@ -38,7 +38,7 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 
-from gsenet.errors import TrackingError
+from gsenet.errors import TrackingError, TrackingUnreachableError
 
 log = logging.getLogger("gsenet.tracking")
 
@@ -91,7 +91,7 @@ def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
             problem = f"HTTP {response.status}"
     except (urllib.error.URLError, OSError) as exc:
         problem = str(getattr(exc, "reason", exc))
-    raise TrackingError(
+    raise TrackingUnreachableError(
         f"MLflow tracking server {uri} is not reachable ({problem}); start it (`mlflow server ...`), "
         "fix --mlflow-uri / MLFLOW_TRACKING_URI, or unset it to log to ./mlruns.db"
     )
@@ -282,6 +282,13 @@ def finish_trial_run(
         client.set_terminated(extra.info.run_id, RUN_STATUS[state])
     client.set_terminated(run_id, RUN_STATUS[state])
     return run_id
+
+
+def close_trial_run(uri: str, run_id: str, state: str, status: str) -> None:
+    """Tag a trial's child run with `state` and end it with MLflow `status` (e.g. a run its killed driver left RUNNING)."""
+    client = _client(uri)
+    client.set_tag(run_id, STATE_TAG, state)
+    client.set_terminated(run_id, status)
 
 
 def name_run(uri: str, run_id: str, name: str) -> None:
@@ -547,15 +554,15 @@ class GSENetPyfunc(mlflow.pyfunc.PythonModel):
     """Input {"beam": float32[B, L] or [L], "ref": same}; output the enhanced float32 waveform."""
 
     def load_context(self, context):
-        from gsenet.inference import load_model
+        from gsenet.model_files import load_local_model
 
-        self.model, _ = load_model(context.artifacts["model"])
+        self.model, _ = load_local_model(context.artifacts["model"])
 
     # The input is really a dict of arrays. MLflow warns on every import when `predict` has no type
     # hint, and rejects hints it cannot turn into a schema (dict[...]); np.ndarray is one it accepts
     # without validating anything, exactly like no hint. The logged signature validates the input.
     def predict(self, context, model_input: np.ndarray, params=None):
-        from gsenet.inference import enhance_arrays
+        from gsenet.enhance import enhance_arrays
 
         if not isinstance(model_input, dict) or not {"beam", "ref"} <= set(model_input):
             raise ValueError('GSENet pyfunc input must be a dict {"beam": array, "ref": array}')
@@ -621,9 +628,9 @@ def logged_model(uri: str, run_id: str, name: str = "best_model"):
 
 def log_checkpoint_as_model(uri: str, run_id: str, checkpoint: str | Path, name: str = "best_model") -> str:
     """Log a (local) training checkpoint's weights + config as the run's pyfunc model `name`."""
-    from gsenet.inference import load_model, model_config_of, save_model_folder
+    from gsenet.model_files import load_local_model, model_config_of, save_model_folder
 
-    model, cfg = load_model(checkpoint)
+    model, cfg = load_local_model(checkpoint)
     with tempfile.TemporaryDirectory(prefix="gsenet-model-") as folder:
         model_folder = save_model_folder(model.state_dict(), model_config_of(cfg), Path(folder) / name)
         return log_pyfunc_model(uri, run_id, model_folder, name, sample_rate=model.cfg.sample_rate)
@@ -634,7 +641,7 @@ def register_model(uri: str, run_id: str, name: str, model_name: str = "best_mod
 
     The model is downloaded and loaded first, so the registry never points at an empty or broken
     folder: a run without a loadable model raises TrackingError and nothing is registered."""
-    from gsenet.inference import load_model
+    from gsenet.model_files import load_local_model
 
     client = _client(uri)
     model = logged_model(uri, run_id, model_name)
@@ -642,7 +649,7 @@ def register_model(uri: str, run_id: str, name: str, model_name: str = "best_mod
         raise TrackingError(f"run {run_id} logged no {model_name!r} model: nothing to register as {name!r}")
     source = f"models:/{model.model_id}"
     try:
-        load_model(download_model(source, uri))
+        load_local_model(download_model(source, uri))
     except Exception as exc:
         raise TrackingError(f"run {run_id}'s {model_name!r} does not load ({exc}): not registered as {name!r}") from exc
     try:

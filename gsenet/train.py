@@ -52,6 +52,16 @@ def default_run_name(cfg: ExperimentConfig) -> str:
     return f"gsenet-{digest}"
 
 
+@dataclasses.dataclass
+class BuiltTrainer:
+    """A TorchTrainer ready to fit, and the MLflow run its rank 0 logs to (which `fit` closes with
+    the outcome; a sweep trial renames it)."""
+
+    trainer: Any  # gsenet.failures.GSENetTrainer
+    mlflow_uri: str
+    mlflow_run_id: str
+
+
 def build_trainer(
     cfg: ExperimentConfig,
     *,
@@ -59,15 +69,16 @@ def build_trainer(
     train_callbacks: list = (),
     mlflow_parent_run_id: str | None = None,
     mlflow_tags: dict | None = None,
-):
-    """A ready-to-fit TorchTrainer. Checks the dataset and creates the MLflow run first, so a broken
-    dataset or an unreachable tracking server is a clear error before any worker starts."""
+) -> BuiltTrainer:
+    """A ready-to-fit TorchTrainer and its MLflow run. Checks the dataset and creates the MLflow run
+    first, so a broken dataset or an unreachable tracking server is a clear error before any worker
+    starts."""
     import ray.train
 
     from gsenet import tracking
     from gsenet.checks import prepare_data
     from gsenet.failures import GSENetTrainer
-    from gsenet.runtime import DEFAULT_STORAGE, worker_env
+    from gsenet.runtime import DEFAULT_STORAGE
     from gsenet.storage import open_storage_filesystem
 
     cfg = from_dict(to_dict(cfg))  # a validated private copy
@@ -102,24 +113,32 @@ def build_trainer(
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.num_workers, use_gpu=use_gpu, resources_per_worker=resources
         ),
-        run_config=ray.train.RunConfig(
-            name=name,
-            storage_path=storage_path,
-            storage_filesystem=filesystem,
-            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
-            # Kept by the metric that defines "best" (a sweep sets it to its own metric), so the
-            # best epoch's checkpoint is never the one Ray deletes.
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=cfg.train.keep_checkpoints,
-                checkpoint_score_attribute=cfg.train.checkpoint_metric,
-                checkpoint_score_order=cfg.train.resolved_checkpoint_mode(),
-            ),
-            callbacks=list(train_callbacks),
-            worker_runtime_env={"env_vars": worker_env()},
-        ),
+        run_config=run_config(cfg, name, storage_path, filesystem, train_callbacks),
     )
-    trainer.gsenet_mlflow = (uri, run_id)  # for fit(): finish the MLflow run with the outcome
-    return trainer
+    return BuiltTrainer(trainer, uri, run_id)
+
+
+def run_config(cfg: ExperimentConfig, name: str, storage_path: str, filesystem, callbacks: list):
+    """Where the run's results go (resumable by name), its retries, checkpoints and callbacks."""
+    import ray.train
+
+    from gsenet.runtime import worker_env
+
+    return ray.train.RunConfig(
+        name=name,
+        storage_path=storage_path,
+        storage_filesystem=filesystem,
+        failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+        # Kept by the metric that defines "best" (a sweep sets it to its own metric), so the
+        # best epoch's checkpoint is never the one Ray deletes.
+        checkpoint_config=ray.train.CheckpointConfig(
+            num_to_keep=cfg.train.keep_checkpoints,
+            checkpoint_score_attribute=cfg.train.checkpoint_metric,
+            checkpoint_score_order=cfg.train.resolved_checkpoint_mode(),
+        ),
+        callbacks=list(callbacks),
+        worker_runtime_env={"env_vars": worker_env()},
+    )
 
 
 def fit(cfg: ExperimentConfig, **kwargs):
@@ -129,10 +148,10 @@ def fit(cfg: ExperimentConfig, **kwargs):
 
     from gsenet import tracking
 
-    trainer = build_trainer(cfg, **kwargs)
-    uri, run_id = trainer.gsenet_mlflow
+    built = build_trainer(cfg, **kwargs)
+    uri, run_id = built.mlflow_uri, built.mlflow_run_id
     try:
-        result = trainer.fit()
+        result = built.trainer.fit()
     except ray.train.TrainingFailedError as exc:
         tracking.finish_run(uri, run_id, "FAILED")
         raise _user_error(exc) from exc
@@ -381,7 +400,7 @@ def validate(model, loss_fn, dataset, cfg: ExperimentConfig, device, autocast_dt
     subset = min(cfg.train.metric_subset, len(dataset))
     mine = list(range(subset)) if rank == 0 else []
     mine += list(range(subset + rank, len(dataset), world))
-    term_names = [n for n in ("multires_stft", "compressed_spectral", "si_sdr") if getattr(cfg.loss, n) > 0]
+    term_names = cfg.loss.active_terms()
     # [loss, count, si_sdr, si_sdr_beam, terms...] summed over recordings
     sums = torch.zeros(4 + len(term_names), dtype=torch.float64, device=device)
     perceptual, examples = {"pesq": [], "stoi": []}, []
@@ -527,7 +546,7 @@ def start_worker(loop_config: dict) -> Worker:
     # MFU as nanoGPT reports it: conv FLOPs trained per second against this worker's matmul peak.
     flops_per_audio_second = training_flops_per_audio_second(cfg.model)
     peak_flops = matmul_peak_flops(device, autocast_dtype or torch.float32)  # draws from torch's RNG
-    loss_fn = GSENetLoss(cfg.loss, cfg.model.sample_rate)
+    loss_fn = GSENetLoss(cfg.loss)
     optimizer, scheduler = make_optimizer(model, cfg)
     progress, best_state = Progress(), None
     restored = load_checkpoint(ray.train.get_checkpoint())
@@ -749,7 +768,7 @@ def _log_final_models(logger, loop_config: dict, cfg: ExperimentConfig, final: d
     """final_model and best_model (best by train.checkpoint_metric) as MLflow pyfuncs; the best one
     registered with alias `best` when tracking.register_model is set."""
     from gsenet import tracking
-    from gsenet.inference import save_model_folder
+    from gsenet.model_files import save_model_folder
 
     logger.flush()
     uri, run_id = loop_config["mlflow_uri"], loop_config["mlflow_run_id"]

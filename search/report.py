@@ -15,6 +15,7 @@ from typing import Any
 
 from gsenet import tracking
 from gsenet.metrics import disjoint_union
+from gsenet.mlflow_ui import ui_url
 from search.progress import trial_state
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class SweepReport:
     model_uri: str = ""  # models:/NAME@best when registered
     files: dict[str, str] = field(default_factory=dict)  # what was written (csv, plots)
     counts: dict[str, int] = field(default_factory=dict)
+    ui_links: list[str] = field(default_factory=list)  # summary lines from gsenet.mlflow_ui.sweep_links
 
     def summary_metrics(self) -> dict[str, float]:
         out = {f"trials_{k}": float(v) for k, v in self.counts.items()}
@@ -196,8 +198,12 @@ def format_summary(report: SweepReport, plan: Any, top: int = 5) -> str:
         lines.append(f"{name}: {path}")
     gsenet = _executable("gsenet")
     lines.append("Look at it:")
-    if plan.mlflow_uri.startswith(("http://", "https://")):
-        lines.append(f"  MLflow UI:        open {plan.mlflow_uri} (experiment {plan.experiment!r}, run {plan.name!r})")
+    if report.ui_links:
+        lines += report.ui_links
+    elif plan.mlflow_uri.startswith(("http://", "https://")):
+        lines.append(
+            f"  MLflow UI:        open {ui_url(plan.mlflow_uri)} (experiment {plan.experiment!r}, run {plan.name!r})"
+        )
     else:
         lines.append(f"  MLflow UI:        {gsenet} ui --mlflow-uri {plan.mlflow_uri}")
     if report.model_uri:

@@ -11,6 +11,7 @@ the reported `epoch`, not Tune's `training_iteration`, so they stay right after 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import warnings
@@ -20,6 +21,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from search.resume import FINAL_RESULT_ATTR, RAY_TRIAL_ATTR, final_result
 from search.space import SearchSpace, SweepSettings
 
 logger = logging.getLogger(__name__)
@@ -36,10 +38,32 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         self._last_epoch: dict[str, int] = {}
 
     def suggest(self, trial_id: str) -> dict | None:
+        orphans = getattr(self, "_orphans", [])
+        if trial_id not in self._ot_trials and orphans:
+            # A suggestion a killed driver made after Tune's last save: this new trial takes it
+            # over (same params, same Optuna trial) instead of asking Optuna for one more.
+            self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, orphans.pop(0))
         params = super().suggest(trial_id)
         # optuna-dashboard and the results table join Optuna trials to Tune trials by this.
-        self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        self._ot_trials[trial_id].set_user_attr(RAY_TRIAL_ATTR, trial_id)
         return params
+
+    def restore(self, checkpoint_path: str) -> None:
+        """The pickled state, then agreement with the study as the killed driver left it: trials
+        it finished are finished here too, and its RUNNING suggestions that no Tune trial owns
+        are kept for the next new trials (see search/resume.py)."""
+        super().restore(checkpoint_path)
+        storage = self._ot_study._storage
+        owned = set()
+        for trial_id, ot_trial in self._ot_trials.items():
+            owned.add(ot_trial._trial_id)
+            if storage.get_trial(ot_trial._trial_id).state.is_finished():
+                self._completed_trials.add(trial_id)
+        self._orphans = [
+            t._trial_id
+            for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t._trial_id not in owned
+        ]
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self._completed_trials:
@@ -52,6 +76,10 @@ class PrunedAwareOptunaSearch(OptunaSearch):
             self._record(trial_id, result)  # Tune hands a trial's last result only to this method
         state, value = self.final_state(trial_id, result, error)
         try:
+            # Kept with the trial, so a resumed driver ends a trial it finished the same way.
+            epoch = max(int((result or {}).get(self.epoch_key, 0) or 0), self._last_epoch.get(trial_id, 0))
+            attrs = {**final_result(result), self.epoch_key: float(epoch)}
+            self._ot_trials[trial_id].set_user_attr(FINAL_RESULT_ATTR, json.dumps(attrs))
             self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
         except Exception as exc:  # e.g. the study row was finished by an earlier driver
             logger.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
@@ -67,7 +95,10 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         self._last_epoch[trial_id] = epoch
         value = result[self.metric]
         if isinstance(value, (int, float)) and math.isfinite(value):
-            self._ot_trials[trial_id].report(float(value), epoch)
+            try:
+                self._ot_trials[trial_id].report(float(value), epoch)
+            except optuna.exceptions.UpdateFinishedTrialError:  # finished by a killed driver
+                self._completed_trials.add(trial_id)
 
     def final_state(self, trial_id: str, result: dict | None, error: bool) -> tuple[TrialState, float | None]:
         """(Optuna state, value) of a finished trial: COMPLETE only if it ran every epoch."""

@@ -2,7 +2,7 @@
 
 A space file (see `search/spaces/default.yaml`) has four sections:
 
-    base: ../../configs/small.yaml       # optional base config file, relative to the space file
+    base: ../../gsenet/configs/quality.yaml  # optional base config file, relative to the space file
     fixed:                               # dotted overrides applied to every trial
       train.epochs: 12
     sweep:                               # defaults for the sweep settings (CLI flags win)
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gsenet.config import METRIC_MODES, ConfigError, ExperimentConfig, apply_overrides, flatten, load_yaml
+from gsenet.config import LOSS_TERMS, METRIC_MODES, ConfigError, ExperimentConfig, apply_overrides, load_yaml
 
 PARAM_TYPES = ("choice", "int", "uniform", "loguniform")
 SPACES_DIR = Path(__file__).parent / "spaces"
@@ -166,9 +166,7 @@ class SearchSpace:
 
     def warnings(self, settings: SweepSettings) -> list[str]:
         """Legal but probably unintended choices, printed before the sweep starts."""
-        weights = [
-            p.key for p in self.parameters if p.key in ("loss.multires_stft", "loss.compressed_spectral", "loss.si_sdr")
-        ]
+        weights = [p.key for p in self.parameters if p.key in {f"loss.{term}" for term in LOSS_TERMS}]
         if settings.metric in ("val_loss", "train_loss") and weights:
             return [
                 f"{self.source}: the metric {settings.metric} is a weighted sum whose weights ({', '.join(weights)}) "
@@ -435,7 +433,3 @@ def describe(space: SearchSpace) -> dict[str, str]:
             text += " when " + ", ".join(f"{k} in {list(v)}" for k, v in p.when)
         out[p.key] = text
     return out
-
-
-def flat_base(space: SearchSpace) -> dict[str, Any]:
-    return flatten(space.base())

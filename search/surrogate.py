@@ -48,18 +48,26 @@ def curve_point(params: dict[str, Any], epoch: int, seed: int = 0) -> float:
     return floor + (start - floor) * math.exp(-epoch / tau) + noise
 
 
-def surrogate_trial(config: dict[str, Any], ctx: Any = None) -> None:
+def surrogate_trial(config: dict[str, Any], ctx: Any = None, epoch_seconds: float = 0.0) -> None:
     """A Tune function trainable reporting surrogate epochs (the sweep's `trial_fn` in tests)."""
     from ray import tune
 
     epochs = int(getattr(ctx, "max_epochs", 0) or config.get("train.epochs", 10))
-    seconds = float(getattr(ctx, "epoch_seconds", 0.0) or 0.0)
     seed = int(getattr(ctx, "seed", 0) or 0)
     for epoch in range(1, epochs + 1):
-        if seconds:
-            time.sleep(seconds)
+        if epoch_seconds:
+            time.sleep(epoch_seconds)
         loss = curve_point(config, epoch, seed)
         tune.report({"epoch": epoch, "val_loss": loss, "train_loss": loss * 0.9, "val_si_sdr": 20 * (1 - loss)})
+
+
+def paced_surrogate(epoch_seconds: float):
+    """surrogate_trial taking `epoch_seconds` per epoch, so trials overlap as real ones do."""
+
+    def paced_surrogate_trial(config: dict[str, Any], ctx: Any = None) -> None:
+        surrogate_trial(config, ctx, epoch_seconds=epoch_seconds)
+
+    return paced_surrogate_trial
 
 
 # ----------------------------------------------------------------------------------------------

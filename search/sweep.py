@@ -13,6 +13,7 @@ STORAGE/NAME/sweep.json before the first trial starts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -23,10 +24,14 @@ from typing import Any
 
 from gsenet import tracking
 from gsenet.errors import GSENetError
-from gsenet.runtime import DRIVER_RESOURCE  # the resource trial drivers are pinned to
+from gsenet.runtime import DEFAULT_STORAGE, DRIVER_RESOURCE  # DRIVER_RESOURCE: where trial drivers run
 from search.space import SearchSpace, SweepSettings, describe, parse_space
 
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own process: no CPU, pinned
+# Tune re-runs a trial driver that failed this many times (its Train run resumes from its
+# checkpoints); errors that cannot go away are not retried (once_per_trial).
+TRIAL_DRIVER_RETRIES = 5
+TRANSIENT_BACKOFF_S = 10.0  # a transiently failed trial driver waits this x attempt (at most 3x) before Tune retries
 STATE_FILE = "sweep.json"
 
 
@@ -86,7 +91,56 @@ class TrialContext:
     metric: str = "val_si_sdr"  # the sweep's metric: also what each trial keeps checkpoints and best_model by
     mode: str = "max"
     seed: int = 0
-    epoch_seconds: float = 0.0  # only the surrogate trainable uses it
+    # On --resume: trials the killed driver already finished -> the result they ended with
+    # (search/resume.py). They report it again instead of training again.
+    finished: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def once_per_trial(trial_fn: Callable) -> Callable:
+    """`trial_fn`, except for a trial a killed driver already finished: that one only reports the
+    final result it ended with (so Tune, the table and MLflow end it the same way) and returns."""
+    import functools
+
+    @functools.wraps(trial_fn)  # same name: Tuner.restore requires the trainable it saved
+    def trial(config: dict[str, Any], ctx: TrialContext) -> None:
+        from ray import tune
+
+        trial_id = tune.get_context().get_trial_id()
+        done = ctx.finished.get(trial_id)
+        if done:
+            tune.report(dict(done))
+            return
+        with retried_only_if_transient(f"{ctx.train_storage}/{TRIAL_ERRORS_DIR}/{trial_id}"):
+            trial_fn(config, ctx)
+
+    return trial
+
+
+TRIAL_ERRORS_DIR = "trial_errors"  # beside the Train runs: <trial id>.txt (permanent), <trial id>.attempts
+
+
+@contextlib.contextmanager
+def retried_only_if_transient(record: str):
+    """Around a trial driver that Tune retries (FailureConfig max_failures > 0): an error that
+    cannot go away (a GSENetError other than a TransientError) is written to RECORD.txt, and every
+    retry of that trial fails at once with it instead of training again; a transient one (a lost
+    process, MLflow not answering) waits a little longer each attempt, then lets Tune retry."""
+    from gsenet.failures import cannot_go_away
+
+    if _exists(f"{record}.txt"):
+        raise SweepError(f"{_read_text(f'{record}.txt')} (not retried: it fails the same way every time)")
+    try:
+        yield
+    except BaseException as exc:
+        permanent = cannot_go_away(exc)
+        if permanent is not None:
+            _write_text(f"{record}.txt", str(permanent))
+        elif isinstance(exc, Exception):
+            attempts = int(_read_text(f"{record}.attempts")) + 1 if _exists(f"{record}.attempts") else 1
+            _write_text(f"{record}.attempts", str(attempts))
+            print(f"trial driver failed (attempt {attempts}; retried): {exc}", flush=True)
+            time.sleep(TRANSIENT_BACKOFF_S * min(attempts, 3))
+        raise
 
 
 def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -101,21 +155,56 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # The Train run name comes from the trial id (no timestamps): a restarted or resumed trial
     # finds its own checkpoints at (storage_path, name) and continues from them.
     cfg.train.name = f"{ctx.sweep_name}-{trial_id}"
+    already = _finished_train_run(f"{ctx.train_storage}/{cfg.train.name}", cfg.train.epochs)
+    if already is not None and _trial_run_closed(ctx, trial_id):
+        # Trained, models logged, its MLflow run closed; only the killed driver never heard.
+        tune.report(_reportable(already))
+        return
     cfg.train.storage_path = ctx.train_storage
     cfg.tracking.mlflow_uri = ctx.mlflow_uri
     cfg.tracking.experiment = ctx.experiment
     cfg.tracking.register_model = ""  # the sweep registers its best trial, trials do not
     # "Best" inside a trial (kept checkpoints, best_model) means what the sweep ranks by.
     cfg.train.checkpoint_metric, cfg.train.checkpoint_mode = ctx.metric, ctx.mode
-    trainer = build_trainer(
+    built = build_trainer(
         cfg,
         name=cfg.train.name,
         train_callbacks=[TuneReportCallback()],
         mlflow_parent_run_id=ctx.parent_run_id,
         mlflow_tags={tracking.TRIAL_ID_TAG: trial_id, tracking.SWEEP_TAG: ctx.sweep_name},
     )
-    tracking.name_run(*trainer.gsenet_mlflow, ctx.space.trial_label(trial_id, config))
-    trainer.fit()
+    tracking.name_run(built.mlflow_uri, built.mlflow_run_id, ctx.space.trial_label(trial_id, config))
+    result = built.trainer.fit()
+    if already is not None:
+        # A driver killed after the final epoch's report: the resumed Train run has no epoch left
+        # to report (it only logs the final models), so Tune would end the trial with the older
+        # result it saved. Say it again.
+        tune.report(_reportable(result.metrics or already))
+
+
+def _reportable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != "checkpoint_path"}
+
+
+def _trial_run_closed(ctx: TrialContext, trial_id: str) -> bool:
+    """Whether the trial's MLflow child run is FINISHED (rank 0 closes it after logging the models)."""
+    try:
+        runs = tracking.child_runs(ctx.mlflow_uri, ctx.parent_run_id) if ctx.parent_run_id else []
+    except Exception:  # cannot tell: train again (resuming), which logs the models if need be
+        return False
+    mine = [r for r in runs if r.data.tags.get(tracking.TRIAL_ID_TAG) == trial_id]
+    return bool(mine) and all(r.info.status == "FINISHED" for r in mine)
+
+
+def _finished_train_run(path: str, epochs: int) -> dict | None:
+    """The last reported metrics of the Train run at `path` if it already trained every epoch."""
+    from ray.train import Result
+
+    try:
+        metrics = Result.from_path(path).metrics or {}
+    except Exception:  # no such run yet (a new trial): the usual case
+        return None
+    return metrics if int(metrics.get("epoch", 0) or 0) >= epochs else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,7 +229,7 @@ def new_plan(
     mlflow_uri: str = "",
     optuna_storage: str | None = None,
 ) -> SweepPlan:
-    storage_path = storage_path or "gsenet_runs"
+    storage_path = storage_path or DEFAULT_STORAGE
     if "://" not in storage_path:
         storage_path = str(Path(storage_path).resolve())
     name = name or f"search-{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -164,7 +253,7 @@ def new_plan(
 
 
 def load_plan(name: str, storage_path: str = "") -> SweepPlan:
-    storage_path = storage_path or "gsenet_runs"
+    storage_path = storage_path or DEFAULT_STORAGE
     if "://" not in storage_path:
         storage_path = str(Path(storage_path).resolve())
     path = f"{storage_path}/{name}/{STATE_FILE}"
@@ -265,7 +354,6 @@ def build_tuner(
     callbacks: list | None = None,
     stop: Any = None,
     reuse_actors: bool = False,
-    **ctx_extra: Any,
 ):
     """A fresh `Tuner` for a new sweep (see `restore_tuner` for a resumed one). `stop` and
     `reuse_actors` are for benchmarks with the surrogate trainable."""
@@ -278,7 +366,7 @@ def build_tuner(
     scheduler = make_scheduler(settings, max_epochs)
     storage_path, storage_filesystem = ray_storage(plan.storage_path)
     return tune.Tuner(
-        trainable(plan, trial_fn, **ctx_extra),
+        trainable(plan, trial_fn),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
@@ -291,9 +379,9 @@ def build_tuner(
             name=plan.name,
             storage_path=storage_path,
             storage_filesystem=storage_filesystem,
-            # Train restarts worker groups itself (max_failures); a trial driver lives on a
-            # non-preemptible node, so Tune does not re-run failed trials.
-            failure_config=tune.FailureConfig(max_failures=0),
+            # Train restarts worker groups itself (train.max_failures); Tune re-runs a trial driver
+            # that failed for a reason that may go away (once_per_trial fails the others at once).
+            failure_config=tune.FailureConfig(max_failures=TRIAL_DRIVER_RETRIES),
             callbacks=callbacks or [],
             stop=stop,
             verbose=0,
@@ -301,7 +389,7 @@ def build_tuner(
     )
 
 
-def trainable(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: Any):
+def trainable(plan: SweepPlan, trial_fn: Callable | None = None, finished: dict | None = None):
     from ray import tune
 
     settings = plan.sweep_settings()
@@ -316,12 +404,13 @@ def trainable(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: An
         metric=settings.metric,
         mode=settings.resolved_mode(),
         seed=settings.seed,
-        **ctx_extra,
+        finished=finished or {},
     )
-    return tune.with_resources(tune.with_parameters(trial_fn or run_trial, ctx=ctx), TRIAL_DRIVER_RESOURCES)
+    fn = once_per_trial(trial_fn or run_trial)
+    return tune.with_resources(tune.with_parameters(fn, ctx=ctx), TRIAL_DRIVER_RESOURCES)
 
 
-def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra: Any):
+def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, finished: dict | None = None):
     """Tuner.restore: finished trials stay finished, unfinished ones continue (Train resumes them
     from their checkpoints), the searcher keeps its history and the total stays num_samples.
     The callbacks come back from the pickled tuner (they are plain, picklable objects)."""
@@ -332,7 +421,7 @@ def restore_tuner(plan: SweepPlan, trial_fn: Callable | None = None, **ctx_extra
         raise SweepError(f"{plan.experiment_path} has no Tune experiment state to resume (did the sweep start?)")
     return tune.Tuner.restore(
         path,
-        trainable(plan, trial_fn, **ctx_extra),
+        trainable(plan, trial_fn, finished),
         resume_unfinished=True,
         resume_errored=False,
         storage_filesystem=filesystem,
@@ -369,7 +458,6 @@ def run_sweep(
     address: str = "",
     num_cpus: int | None = None,
     interval_s: float = 20.0,
-    **ctx_extra: Any,
 ):
     """Start (or resume) the sweep, wait for it, then report. Returns a `search.report.SweepReport`."""
     from search.progress import SweepMonitor
@@ -379,7 +467,7 @@ def run_sweep(
     if resume:
         if plan.parent_run_id:
             tracking.reopen_run(plan.mlflow_uri, plan.parent_run_id)
-        tuner = restore_tuner(plan, trial_fn, **ctx_extra)
+        tuner = restore_tuner(plan, trial_fn, finished=reconcile_before_resume(plan))
     else:
         plan.parent_run_id = tracking.start_parent_run(
             plan.mlflow_uri, plan.experiment, plan.name, sweep_params(plan), plan.space_text
@@ -397,7 +485,7 @@ def run_sweep(
             timeline_path=f"{plan.experiment_path}/trial_timeline.json" if local else "",
             interval_s=interval_s,
         )
-        tuner = build_tuner(plan, trial_fn, [monitor], **ctx_extra)
+        tuner = build_tuner(plan, trial_fn, [monitor])
     print(
         f"sweep {plan.name}: {plan.experiment_path} (MLflow run {plan.parent_run_id} at {plan.mlflow_uri})", flush=True
     )
@@ -411,6 +499,21 @@ def run_sweep(
     return finish_sweep(plan, grid, wall_s=time.time() - started)
 
 
+def reconcile_before_resume(plan: SweepPlan) -> dict[str, dict[str, float]]:
+    """Bring Optuna and MLflow in line with Tune's saved state (search/resume.py); returns the
+    trials a killed driver already finished, for TrialContext.finished."""
+    from ray import tune
+
+    from search.resume import reconcile
+
+    if not tune.Tuner.can_restore(plan.experiment_path):
+        return {}  # restore_tuner says why
+    found = reconcile(plan)
+    if found.describe():
+        print(f"resume: {found.describe()}", flush=True)
+    return found.finished
+
+
 def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
     """Results table, plots, best model registered, parent run closed, summary printed."""
     import tempfile
@@ -418,9 +521,12 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
     import optuna
 
     from search import report as reporting
+    from search.resume import fail_leftovers
 
     settings = plan.sweep_settings()
     metric, mode = settings.metric, settings.resolved_mode()
+    if fail_leftovers(plan):  # suggestions no trial took (e.g. the time budget ended first)
+        print("resume: Optuna trials left RUNNING by a killed driver were closed as FAIL", flush=True)
     rows = reporting.result_rows(grid, metric, mode, plan.max_epochs())
     counts = {s: sum(r["state"] == s for r in rows) for s in ("completed", "pruned", "errored")}
     completed = [r for r in rows if r["state"] == "completed" and isinstance(r[metric], (int, float))]
@@ -437,9 +543,23 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
         tracking.log_artifacts(plan.mlflow_uri, plan.parent_run_id, folder)
         tracking.log_metrics(plan.mlflow_uri, plan.parent_run_id, {**result.summary_metrics(), "wall_s": wall_s})
         reporting.register_best(result, plan.mlflow_uri, plan.parent_run_id, settings.register_model)
+    if plan.parent_run_id:
+        result.ui_links = trials_view_links(plan, metric, mode)
     summary = reporting.format_summary(result, plan)
     if plan.parent_run_id:  # the parent run's page in the UI shows the summary as its description
         tracking.set_run_note(plan.mlflow_uri, plan.parent_run_id, f"```\n{summary.strip()}\n```")
         tracking.finish_run(plan.mlflow_uri, plan.parent_run_id, "FINISHED")
     print(summary, flush=True)
     return result
+
+
+def trials_view_links(plan: SweepPlan, metric: str, mode: str) -> list[str]:
+    """The MLflow UI links of the summary (a saved view of the trials); none rather than a failed sweep."""
+    from gsenet.mlflow_ui import sweep_links
+
+    try:
+        params = [p.key for p in plan.space().parameters]
+        return sweep_links(plan.mlflow_uri, plan.parent_run_id, plan.name, metric, mode, params)
+    except Exception as exc:
+        print(f"(could not save the trials' view in MLflow: {exc})")
+        return []

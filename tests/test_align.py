@@ -84,3 +84,70 @@ def test_align_never_overwrites(offset_dataset, tmp_path, capsys):
     (tmp_path / "taken").mkdir()
     assert main(["data", "align", str(root), str(tmp_path / "taken")]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def _arrays(dataset):
+    return {item["name"]: {role: item[role].numpy() for role in ("beam", "ref", "target")} for item in dataset}
+
+
+def test_align_auto_at_load_time_reads_what_data_align_writes(offset_dataset, tmp_path, monkeypatch, caplog):
+    """data.align=auto: the linter reports each shift once; the datasets then read exactly the arrays
+    of the copy `gsenet data align` writes, from the cached plan (no re-measuring, nothing per epoch)."""
+    import gsenet.align
+    from gsenet.data import RecordingDataset, SegmentDataset
+
+    root, _ = offset_dataset
+    dst = tmp_path / "aligned"
+    assert main(["data", "align", str(root), str(dst)]) == 0
+    auto = DataConfig(align="auto", segment_seconds=1.0, cache_dir=str(tmp_path / "cache"))
+    plain = DataConfig(segment_seconds=1.0, cache_dir=str(tmp_path / "cache"))
+
+    assert not check_dataset(root, plain, SR, use_cache=False).ok  # the beam behind is also longer
+    report = check_dataset(root, auto, SR)
+    assert report.ok, report.errors
+    notes = [w for w in report.warnings if "aligned at load time (data.align=auto)" in w]
+    assert len(notes) == 2  # train (behind) and val (ahead); test/ was already aligned: nothing to say
+    assert sum("rec_000: aligned at load time (data.align=auto): beam 230.4 ms behind" in w for w in notes) == 1
+    assert {r.key: round(r.delay_ms, 1) for r in report.recordings}["val/rec_000"] == -32.3
+
+    measured = []
+    monkeypatch.setattr(gsenet.align, "plan_recording", lambda *a: measured.append(a) or pytest.fail("re-measured"))
+    caplog.set_level("INFO")
+    for split in ("train", "val", "test"):
+        loaded, written = (
+            _arrays(RecordingDataset(root / split, auto, SR)),
+            _arrays(RecordingDataset(dst / split, plain, SR)),
+        )
+        assert loaded.keys() == written.keys()
+        for name in loaded:
+            for role in ("beam", "ref", "target"):
+                np.testing.assert_array_equal(loaded[name][role], written[name][role], err_msg=f"{split}/{name} {role}")
+    segments = SegmentDataset(root / "train", auto, SR, seed=3, length=4)
+    reference = SegmentDataset(dst / "train", plain, SR, seed=3, length=4)
+    for epoch in (0, 1):
+        segments.set_epoch(epoch), reference.set_epoch(epoch)
+        for i in range(len(segments)):
+            a, b = segments[i], reference[i]
+            assert a["name"] == b["name"]
+            for role in ("beam", "ref", "target"):
+                np.testing.assert_array_equal(a[role].numpy(), b[role].numpy())
+    assert not measured and not [r for r in caplog.records if "align" in r.getMessage()]
+
+
+def test_align_auto_refuses_a_drifting_delay_naming_the_recording(offset_dataset, tmp_path):
+    from gsenet.data import RecordingDataset
+    from gsenet.errors import DataError
+
+    root, _ = offset_dataset
+    beam_path = root / "test/rec_000/channel_1.wav"
+    beam = _read(beam_path)
+    _write(beam_path, np.concatenate([beam[: 6 * SR], beam[6 * SR + 800 :]]))  # 50 ms cut out mid-way
+    auto = DataConfig(align="auto", cache_dir=str(tmp_path / "cache"))
+    report = check_dataset(root, auto, SR)
+    assert report.bad_recordings == ["test/rec_000"]
+    assert (
+        f"{root / 'test/rec_000'}: data.align=auto cannot align this recording: the delay is not constant"
+        in (report.errors[0])
+    )
+    with pytest.raises(DataError, match=r"test/rec_000: data\.align=auto cannot align this recording"):
+        RecordingDataset(root / "test", auto, SR)

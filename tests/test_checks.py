@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from fixtures.recordings import break_recording, make_dataset
 
-from gsenet.checks import check_dataset, estimate_delay, prepare_data
+from gsenet.align import estimate_delay
+from gsenet.checks import check_dataset, prepare_data
 from gsenet.cli import main
 from gsenet.config import DataConfig
 from gsenet.errors import DataError

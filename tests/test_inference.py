@@ -135,8 +135,13 @@ def test_enhance_and_evaluate_commands(tiny_model, tmp_path, capsys):
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_export_matches_pytorch(tiny_model, tmp_path, fmt):
     path = export_model(tiny_model, tiny_model.cfg, tmp_path / fmt, fmt)
-    report = check_export(tiny_model, path)
-    assert report["max_abs_error"] < 1e-3 and report["rtf"] > 0
+    report = check_export(tiny_model, path, seconds=1.3)
+    # Float32 round-off, not an approximation: TorchScript < 1e-5, ONNX Runtime 1.6e-5 here (its own
+    # kernels, on this tiny model's biased outputs); the README's 3.5e-7 is benchmarks/export_speed.py
+    # on the default model. The RTF is a timing, so it is printed by that benchmark, not asserted.
+    assert report["max_abs_error"] < 1e-4, report
+    assert report["runtime"] == {"onnx": "onnxruntime", "torchscript": "torchscript"}[fmt]
+    assert report["samples"] == int(1.3 * tiny_model.cfg.sample_rate)
     loaded, _ = load_model(tmp_path / fmt)  # the folder is also a plain model folder
     assert isinstance(loaded, GSENet)
 

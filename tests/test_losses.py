@@ -193,3 +193,34 @@ def test_scale_invariant_terms_ignore_the_output_level():
         a, b = term(estimate, target, lengths), term(estimate * 7.0, target, lengths)
         assert torch.allclose(a, b, rtol=1e-4), term.__name__
         assert float(term(target * 0.2, target, lengths)) < 1e-3
+
+
+def test_the_loss_term_registry_is_one_list_that_every_reader_follows():
+    """config.LOSS_TERMS (the loss_term fields of LossConfig) is the registry: the loss computes
+    exactly those terms by name, validation reports each as val_loss_<term>, and the search space
+    knows each loss.<term> is a weight."""
+    from gsenet.config import LOSS_TERMS
+    from gsenet.losses import TERM_FUNCTIONS
+    from gsenet.train import validation_metrics
+    from search.space import SweepSettings, parse_space
+
+    assert LOSS_TERMS == ("multires_stft", "compressed_spectral", "si_sdr")
+    assert tuple(TERM_FUNCTIONS) == LOSS_TERMS
+    est, tgt = torch.randn(2, 4000), torch.randn(2, 4000)
+    total, terms = GSENetLoss(LossConfig())(est, tgt)
+    assert list(terms) == list(LOSS_TERMS)
+    independent = {  # the public term functions, called directly with LossConfig's defaults
+        "multires_stft": multires_stft_loss(est, tgt, None),
+        "compressed_spectral": compressed_spectral_loss(est, tgt, None),
+        "si_sdr": -si_sdr(est, tgt).mean() / 10,
+    }
+    for name in LOSS_TERMS:
+        torch.testing.assert_close(terms[name], independent[name])
+    torch.testing.assert_close(total, sum(independent.values()))
+    reported = validation_metrics(1.0, {name: 0.0 for name in LOSS_TERMS}, {"si_sdr": 0.0})
+    assert {f"val_loss_{name}" for name in LOSS_TERMS} <= set(reported)
+    for name in LOSS_TERMS:
+        space = parse_space({"base": {}, "parameters": {f"loss.{name}": {"type": "uniform", "low": 0.1, "high": 1}}})
+        assert f"loss.{name}" in space.warnings(SweepSettings(metric="val_loss"))[0]
+    with pytest.raises(Exception, match="loss: at least one weight"):
+        LossConfig(**{name: 0.0 for name in LOSS_TERMS}).validate()

@@ -151,10 +151,16 @@ def test_streamer_rejects_wrong_hop():
         streamer.step(torch.zeros(1, 100), torch.zeros(1, 100))
 
 
-def test_parameter_count_is_deterministic_and_small():
+def test_parameter_count_is_deterministic_and_the_documented_one():
+    import re
+    from pathlib import Path
+
     a, b = GSENet(ModelConfig()), GSENet(ModelConfig())
     assert count_parameters(a) == count_parameters(b)
-    assert count_parameters(a) <= 1_500_000
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = re.search(r"`gsenet model-info` \(default config\): ([\d,]+) parameters", readme)
+    assert documented, "README.md no longer states the default model's parameter count"
+    assert count_parameters(a) == int(documented.group(1).replace(",", "")), "update the count in README.md"
     summary = model_summary(ModelConfig())
     assert summary["params"] == count_parameters(a)
     assert sum(row["params"] for row in summary["blocks"]) == summary["params"]

@@ -75,3 +75,27 @@ def test_the_whole_network_learns_from_the_first_steps():
         assert head > 0
         assert (first > 0) == (step > 0)  # nothing flows through a zero head, then everything does
         optimizer.step()
+
+
+@pytest.mark.parametrize("output_mode", ["residual_mask", "mask"])
+def test_scale_output_multiplies_the_output_exactly(output_mode):
+    """scale_output (the level fix for models trained with scale-invariant losses) is exact,
+    offline and streaming, against the unscaled model's output times the gain."""
+    from gsenet.model import scale_output
+
+    model = perturbed_head(untrained(output_mode=output_mode, compress_exponent=0.5))
+    torch.manual_seed(5)
+    beam, ref = torch.randn(2, 3333) * 0.1, torch.randn(2, 3333) * 0.1
+    before = enhance_tensor(model, beam, ref)
+    scale_output(model, 0.1)
+    after, streamed = enhance_tensor(model, beam, ref), enhance_tensor(model, beam, ref, streaming=True)
+    tolerance = 1e-5 * before.abs().max().item()
+    assert (after - 0.1 * before).abs().max().item() <= tolerance
+    assert (streamed - 0.1 * before).abs().max().item() <= tolerance
+
+
+def test_scale_output_refuses_a_mapping_head():
+    from gsenet.model import scale_output
+
+    with pytest.raises(ValueError, match="mask output"):
+        scale_output(untrained(output_mode="mapping"), 0.5)

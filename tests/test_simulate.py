@@ -65,7 +65,7 @@ def test_layout_and_format(dataset, request):
 
 
 def test_passes_the_data_checks(paper_dataset, array_dataset):
-    checks = pytest.importorskip("gsenet.checks")
+    from gsenet import checks
     from gsenet.config import DataConfig
 
     for root in (paper_dataset, array_dataset):

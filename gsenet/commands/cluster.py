@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gsenet.mlflow_ui import ui_url
+
 DEFAULT_CONFIG = "cluster/gsenet.yaml"  # what `render` writes; `up` etc. read it
 UI_PORTS = {"MLflow UI": 5000, "Ray dashboard": 8265, "optuna-dashboard": 8080}
 HEAD_OPTUNA_DB = "sqlite:////home/ray/state/optuna.db"  # on the head's persistent state folder
@@ -138,7 +140,8 @@ def _ui(ray: str, config: str, args: argparse.Namespace) -> int:
     for port in UI_PORTS.values():
         forward += ["-p", str(port)]
     for name, port in UI_PORTS.items():
-        print(f"{name + ':':<18} http://127.0.0.1:{port}")
+        url = f"http://127.0.0.1:{port}"
+        print(f"{name + ':':<18} {ui_url(url) if name == 'MLflow UI' else url}")
     # optuna-dashboard in a tmux session on the head (it keeps running), then one attach that forwards all three.
     return _run_all([[ray, "exec", config, "--tmux", dashboard], forward], args.dry_run)
 

@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     align.add_argument("src", help="dataset root (folder with train/ val/ test/)")
     align.add_argument("dst", help="new folder for the aligned copy (must not exist)")
     align.add_argument(
-        "--tolerance-ms", type=float, default=2.0, help="refuse a recording whose delay varies more (default 2)"
+        "--tolerance-ms",
+        type=float,
+        help="refuse a recording whose delay varies more (data.align_tolerance_ms, default 2)",
     )
     align.add_argument("--dry-run", action="store_true", help="measure and report, write nothing")
     _config_arguments(align)
@@ -95,7 +97,9 @@ def _align(args: argparse.Namespace) -> int:
     src, dst = Path(args.src), Path(args.dst)
     if dst.exists():
         raise DataError(f"{dst} already exists; pick a new folder (the aligned copy never overwrites)")
-    plans = plan_dataset(src, cfg.data, args.tolerance_ms)
+    if args.tolerance_ms is not None:
+        cfg.data.align_tolerance_ms = args.tolerance_ms
+    plans = plan_dataset(src, cfg.data, cfg.data.align_tolerance_ms)
     for plan in plans:
         print(plan.describe())
     refused = [p.recording for p in plans if p.problem]

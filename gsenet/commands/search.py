@@ -134,9 +134,10 @@ def smoke_data(storage_path: str) -> str:
     """A small simulated dataset, made once and reused by later smoke tests."""
     from pathlib import Path
 
+    from gsenet.runtime import DEFAULT_STORAGE
     from gsenet.simulate import simulate_dataset
 
-    root = Path(storage_path if "://" not in storage_path else "gsenet_runs") / "smoke_data"
+    root = Path(storage_path if "://" not in storage_path else DEFAULT_STORAGE) / "smoke_data"
     print(f"smoke test: simulating a small dataset in {root}")
     simulate_dataset(root, recordings=10, seed=0, duration_s=2.0, progress=False)
     return str(root.resolve())

@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
 def mlflow_lines(cfg) -> list[str]:
     """Where the run's MLflow record is and the command that opens it (found by the run's key tag)."""
     from gsenet import tracking
+    from gsenet.mlflow_ui import browser_base, ui_url
     from gsenet.runtime import DEFAULT_STORAGE
     from gsenet.storage import open_storage_filesystem
     from gsenet.train import default_run_name
@@ -113,9 +114,8 @@ def mlflow_lines(cfg) -> list[str]:
     if run is None:
         return [f"MLflow: no run found for {run_key} at {uri}"]
     experiment_id, run_id = run
-    # workflowType: MLflow 3's UI opens in its GenAI mode in a fresh browser, whatever the experiment.
-    page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
-    if uri.startswith(("http://", "https://")):
-        return [f"MLflow run {run_id}: {uri.rstrip('/')}/{page}"]
-    ui = "gsenet ui" if uri == tracking.resolve_tracking_uri("") else f"gsenet ui --mlflow-uri {uri}"
-    return [f"MLflow run {run_id} in {uri}", f"open it: `{ui}`, then http://127.0.0.1:5000/{page}"]
+    base, serve = browser_base(uri)
+    page = ui_url(base, experiment_id, run_id)
+    if not serve:
+        return [f"MLflow run {run_id}: {page}"]
+    return [f"MLflow run {run_id} in {uri}", f"open it: `{serve}`, then {page}"]

@@ -18,6 +18,8 @@ import sys
 import time
 import urllib.request
 
+from gsenet.mlflow_ui import ui_url
+
 GRACEFUL_SHUTDOWN_S = 3  # uvicorn's wait for open requests on SIGTERM; we SIGKILL a little later
 
 
@@ -73,8 +75,7 @@ def _serve(server: subprocess.Popen, url: str) -> int:
             return server.wait(timeout=1.0)
         if not ready and _answers(f"{url}/health"):
             ready = True
-            # workflowType: a fresh browser would open MLflow 3's GenAI mode, not the training runs.
-            print(f"MLflow UI ready: {url}  (training runs: {url}/#/?workflowType=machine_learning)", flush=True)
+            print(f"MLflow UI ready: {url}  (training runs: {ui_url(url)})", flush=True)
 
 
 def _answers(url: str) -> bool:

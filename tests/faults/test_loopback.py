@@ -27,14 +27,14 @@ DRIVER = textwrap.dedent(
     import sys
     import ray.tune  # first, as search.progress does: Ray reads its settings at this import
     from search.space import load_space
-    from search.surrogate import surrogate_trial
+    from search.surrogate import paced_surrogate
     from search.sweep import new_plan, run_sweep
 
     space = load_space("smoke")
     settings = space.settings(num_samples=2, max_concurrent=2, grace_period=1, seed=0)
     plan = new_plan(space, settings, name="loopback", storage_path=sys.argv[1],
                     cli_fixed={"train.epochs": 3}, mlflow_uri=sys.argv[2])
-    report = run_sweep(plan, trial_fn=surrogate_trial, epoch_seconds=1.0, num_cpus=2, interval_s=600)
+    report = run_sweep(plan, trial_fn=paced_surrogate(1.0), num_cpus=2, interval_s=600)
     print("TRIALS", len(report.rows))
     """
 )

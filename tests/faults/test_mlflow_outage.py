@@ -9,7 +9,6 @@ import time
 
 import pytest
 from fixtures.mlflow_server import free_port, start_mlflow_server
-from fixtures.ray_local import ray_local  # noqa: F401
 from fixtures.recordings import make_dataset
 from mlflow import MlflowClient
 
@@ -26,7 +25,7 @@ def _new_run(uri: str) -> str:
     return client.create_run(experiment).info.run_id
 
 
-def test_a_training_run_loses_nothing_while_mlflow_is_down(ray_local, tmp_path, monkeypatch, capfd):  # noqa: F811
+def test_a_training_run_loses_nothing_while_mlflow_is_down(ray_local, tmp_path, monkeypatch, capfd):
     """Then, on the same server (starting one is slow on 2 cores), an outage longer than the retry
     window: the items are reported undelivered, kept on disk, and replayed by the next logger."""
     from gsenet.train import fit

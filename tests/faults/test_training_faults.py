@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixtures.ray_local import ray_local  # noqa: F401
 from fixtures.recordings import make_dataset
 
 from faults.test_checkpoint_files import garble, same_weights
@@ -54,7 +53,7 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def test_garbled_latest_checkpoint_is_refused_and_the_run_resumes_from_the_previous_one(
-    ray_local,  # noqa: F811
+    ray_local,
     dataset,
     tmp_path,
     capfd,
@@ -87,7 +86,7 @@ def test_garbled_latest_checkpoint_is_refused_and_the_run_resumes_from_the_previ
     assert same_weights(model, final["model"])
 
 
-def test_a_non_finite_loss_fails_at_once_and_names_the_recordings(ray_local, dataset, tmp_path, capfd):  # noqa: F811
+def test_a_non_finite_loss_fails_at_once_and_names_the_recordings(ray_local, dataset, tmp_path, capfd):
     from mlflow import MlflowClient
 
     from gsenet.errors import TrainingError

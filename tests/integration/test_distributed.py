@@ -33,7 +33,7 @@ def single_process_validation(checkpoint_dir: str, data: Path) -> dict[str, floa
     model = GSENet(cfg.model)
     model.load_state_dict(state["model"], strict=True)
     dataset = RecordingDataset(data / "val", cfg.data, cfg.model.sample_rate)
-    loss_fn = GSENetLoss(cfg.loss, cfg.model.sample_rate)
+    loss_fn = GSENetLoss(cfg.loss)
     metrics, _ = validate(model.eval(), loss_fn, dataset, cfg, torch.device("cpu"), None, rank=0, world=1)
     return metrics
 

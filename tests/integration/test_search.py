@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from gsenet import tracking
 from search.space import load_space
-from search.surrogate import surrogate_trial
+from search.surrogate import paced_surrogate
 from search.sweep import init_ray, load_plan, new_plan, run_sweep
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -72,7 +72,7 @@ def test_asha_stopped_trials_are_pruned_in_optuna_and_mlflow(ray_cluster, mlflow
         cli_fixed={"train.epochs": 4},
         mlflow_uri=mlflow_server.uri,
     )
-    report = run_sweep(plan, trial_fn=surrogate_trial, epoch_seconds=0.05, interval_s=60)
+    report = run_sweep(plan, trial_fn=paced_surrogate(0.05), interval_s=60)
 
     study = optuna.load_study(study_name="asha", storage=plan.optuna_storage)
     states = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
