@@ -359,10 +359,11 @@ class NodeLossOutcome:
     output: str = ""
 
 
-def _train_worker_node() -> str:
+def _train_worker_node(dashboard: str) -> str:
     from ray.util.state import list_actors
 
-    alive = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    filters = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
+    alive = list_actors(address=dashboard, filters=filters)  # this cluster's State API, not another Ray's
     return alive[0].node_id if alive else ""
 
 
@@ -407,7 +408,7 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
                     if found and "checkpoint_dir_name" in found[0].read_text():
                         snapshot = found[0]
                     time.sleep(0.2)
-                node = _train_worker_node()
+                node = _train_worker_node(f"http://127.0.0.1:{cluster.dashboard_port}")
                 outcome.lost_node = node
                 if drain:
                     subprocess.run(
