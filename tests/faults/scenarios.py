@@ -156,10 +156,29 @@ def _moved_on(now: list[dict], before: list[dict]) -> bool:
     return any(old.get(t["number"], ("RUNNING", 0)) != (t["state"], t["epochs"]) for t in now)
 
 
-def _kill_tree(driver: subprocess.Popen) -> None:
-    """SIGKILL the driver and the local Ray it started (same process group, own session)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(driver.pid, signal.SIGKILL)
+def _session_members(sid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":  # a zombie holds nothing any more
+                members.append(int(stat.parent.name))
+    return members
+
+
+def _kill_tree(driver: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """SIGKILL the driver and the local Ray it started (its own session), and wait until every
+    process of that session is gone: what the stores hold afterwards is all the killed run wrote."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        for pid in _session_members(driver.pid):  # Ray processes in other process groups
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if driver.poll() is not None and not _session_members(driver.pid):
+            break
+        time.sleep(0.2)
     driver.wait(60)
 
 
