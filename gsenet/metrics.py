@@ -123,13 +123,6 @@ def score(estimate: np.ndarray, target: np.ndarray, sample_rate: int, *, percept
     return out
 
 
-def trim(batch, lengths) -> list[np.ndarray]:
-    """Split a zero-padded batch [B, L] (Tensor or array) into its examples' true lengths."""
-    array = batch.detach().float().cpu().numpy() if hasattr(batch, "detach") else np.asarray(batch)
-    lengths = lengths.tolist() if hasattr(lengths, "tolist") else list(lengths)
-    return [array[i, : int(n)] for i, n in enumerate(lengths)]
-
-
 def nanmean(values) -> float:
     """Mean of the finite values (NaN when there are none), without numpy's empty-slice warning."""
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]

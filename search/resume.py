@@ -56,21 +56,23 @@ class Reconciled:
         return "; ".join(parts)
 
 
-def tune_trials(experiment_path: str) -> dict[str, str]:
+def tune_trials(experiment_path: str, filesystem: Any = None) -> dict[str, str]:
     """Tune trial id -> status in the experiment's saved state (what Tuner.restore will restore)."""
     from ray.tune import ExperimentAnalysis
 
-    return {t.trial_id: t.status for t in ExperimentAnalysis(experiment_path).trials}
+    analysis = ExperimentAnalysis(experiment_path, storage_filesystem=filesystem)
+    return {t.trial_id: t.status for t in analysis.trials}
 
 
-def reconcile(plan: Any) -> Reconciled:
-    """Compare Tune's saved trials with the Optuna study and MLflow; see the module doc."""
+def reconcile(plan: Any, experiment_path: str, filesystem: Any = None) -> Reconciled:
+    """Compare Tune's saved trials (at `experiment_path` on `filesystem`, as Ray reads it) with the
+    Optuna study and MLflow; see the module doc."""
     import optuna
 
     from gsenet import tracking
 
     found = Reconciled()
-    trials = tune_trials(plan.experiment_path)
+    trials = tune_trials(experiment_path, filesystem)
     if plan.optuna_storage:
         study = optuna.load_study(study_name=plan.name, storage=plan.optuna_storage)
         for t in study.get_trials(deepcopy=False):

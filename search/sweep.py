@@ -201,7 +201,7 @@ def _finished_train_run(path: str, epochs: int) -> dict | None:
     from ray.train import Result
 
     try:
-        metrics = Result.from_path(path).metrics or {}
+        metrics = Result.from_path(*ray_storage(path)).metrics or {}
     except Exception:  # no such run yet (a new trial): the usual case
         return None
     return metrics if int(metrics.get("epoch", 0) or 0) >= epochs else None
@@ -506,9 +506,10 @@ def reconcile_before_resume(plan: SweepPlan) -> dict[str, dict[str, float]]:
 
     from search.resume import reconcile
 
-    if not tune.Tuner.can_restore(plan.experiment_path):
+    path, filesystem = ray_storage(plan.experiment_path)
+    if not tune.Tuner.can_restore(path, storage_filesystem=filesystem):
         return {}  # restore_tuner says why
-    found = reconcile(plan)
+    found = reconcile(plan, path, filesystem)
     if found.describe():
         print(f"resume: {found.describe()}", flush=True)
     return found.finished

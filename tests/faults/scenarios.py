@@ -156,10 +156,29 @@ def _moved_on(now: list[dict], before: list[dict]) -> bool:
     return any(old.get(t["number"], ("RUNNING", 0)) != (t["state"], t["epochs"]) for t in now)
 
 
-def _kill_tree(driver: subprocess.Popen) -> None:
-    """SIGKILL the driver and the local Ray it started (same process group, own session)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(driver.pid, signal.SIGKILL)
+def _session_members(sid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":  # a zombie holds nothing any more
+                members.append(int(stat.parent.name))
+    return members
+
+
+def _kill_tree(driver: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """SIGKILL the driver and the local Ray it started (its own session), and wait until every
+    process of that session is gone: what the stores hold afterwards is all the killed run wrote."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        for pid in _session_members(driver.pid):  # Ray processes in other process groups
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if driver.poll() is not None and not _session_members(driver.pid):
+            break
+        time.sleep(0.2)
     driver.wait(60)
 
 
@@ -359,10 +378,11 @@ class NodeLossOutcome:
     output: str = ""
 
 
-def _train_worker_node() -> str:
+def _train_worker_node(dashboard: str) -> str:
     from ray.util.state import list_actors
 
-    alive = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    filters = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
+    alive = list_actors(address=dashboard, filters=filters)  # this cluster's State API, not another Ray's
     return alive[0].node_id if alive else ""
 
 
@@ -407,7 +427,7 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
                     if found and "checkpoint_dir_name" in found[0].read_text():
                         snapshot = found[0]
                     time.sleep(0.2)
-                node = _train_worker_node()
+                node = _train_worker_node(f"http://127.0.0.1:{cluster.dashboard_port}")
                 outcome.lost_node = node
                 if drain:
                     subprocess.run(

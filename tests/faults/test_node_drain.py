@@ -12,7 +12,14 @@ from fixtures.recordings import make_dataset
 
 from faults.scenarios import worker_node_drained_and_stopped
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    # Written, not yet seen passing: on this session's overloaded box the 3-node cluster did not come
+    # up within 120 s, and earlier runs stopped at finding the worker's node (fixed since). Unskip
+    # after one green run on an idle machine (issue 13, node-drain row).
+    pytest.mark.skip(reason="node-drain test not yet seen passing (see the comment above)"),
+]
 
 
 def test_a_drained_then_stopped_worker_node_costs_a_restart_from_the_preemption_checkpoint(tmp_path, capfd):
