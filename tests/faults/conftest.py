@@ -6,6 +6,7 @@ start it in their subprocess; the ones that share this one take `ray_local` (the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -24,3 +25,5 @@ def ray_local() -> Iterator[str]:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        # init_ray pins the State API to this instance's dashboard; later modules' clusters must not inherit it.
+        os.environ.pop("RAY_API_SERVER_ADDRESS", None)

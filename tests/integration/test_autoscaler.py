@@ -187,7 +187,7 @@ parameters:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_smoke_sweep_autoscales_worker_nodes_from_zero_and_back(tmp_path):
+def test_smoke_sweep_autoscales_worker_nodes_from_zero_and_back(tmp_path, monkeypatch):
     import ray
     import yaml
     from ray.util.state import list_actors
@@ -207,6 +207,9 @@ def test_smoke_sweep_autoscales_worker_nodes_from_zero_and_back(tmp_path):
         mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
     )
     with fake_autoscaling_cluster() as cluster:
+        # Ray's State API client lets RAY_API_SERVER_ADDRESS override an explicit address: point it at ours
+        # (an earlier module's local Ray may have left its own there).
+        monkeypatch.setenv("RAY_API_SERVER_ADDRESS", f"http://{LOOPBACK}:{cluster.dashboard_port}")
         try:
             ray.init(address=cluster.address, _node_ip_address=LOOPBACK, log_to_driver=False)
             (head,) = alive_nodes()  # zero worker nodes: min_workers is 0 in gcp.yaml
