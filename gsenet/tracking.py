@@ -276,11 +276,9 @@ def finish_trial_run(
         _log_params(client, run_id, params)
         for key, value in metrics.items():
             client.log_metric(run_id, key, value)
-    client.set_tag(run_id, STATE_TAG, state)
     for extra in runs[1:]:  # a resumed trial may have opened a second run; close it the same way
-        client.set_tag(extra.info.run_id, STATE_TAG, state)
-        client.set_terminated(extra.info.run_id, RUN_STATUS[state])
-    client.set_terminated(run_id, RUN_STATUS[state])
+        close_trial_run(uri, extra.info.run_id, state, RUN_STATUS[state])
+    close_trial_run(uri, run_id, state, RUN_STATUS[state])
     return run_id
 
 
