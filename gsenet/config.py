@@ -239,6 +239,12 @@ class TrainConfig:
     metric_subset: int = 4  # validation recordings scored with PESQ/STOI and logged as audio
     log_every: int = 20  # print loss, lr and seconds of audio trained per second every N steps (rank 0)
     preemption_check_every: int = 10  # ask Ray whether a node is being preempted every N steps (0 = never)
+    # Also checkpoint every N steps inside an epoch (0 = at epoch ends only): long epochs lose at
+    # most N steps to a crashed worker; the report repeats the last epoch's validation (as preemption's).
+    checkpoint_every: int = 0
+    # Audit trail: each rank appends what it trains (sample names per step) and reports (with or
+    # without a checkpoint) to <trace_dir>/rank<r>.jsonl, a folder on that rank's node ("" = off).
+    trace_dir: str = ""
 
     def validate(self) -> None:
         _check(self.epochs > 0 and self.steps_per_epoch > 0, "train.epochs", "epochs and steps must be positive")
@@ -247,6 +253,7 @@ class TrainConfig:
         _check(self.precision in ("auto", "bf16", "fp32"), "train.precision", "must be auto, bf16 or fp32")
         _check(self.log_every > 0, "train.log_every", "must be positive")
         _check(self.preemption_check_every >= 0, "train.preemption_check_every", "must be >= 0")
+        _check(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0")
         _check(self.keep_checkpoints > 0, "train.keep_checkpoints", "must be positive")
         _check(
             self.checkpoint_metric in METRIC_MODES,

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import platform
 import tempfile
 import time
@@ -566,6 +567,8 @@ def start_worker(loop_config: dict) -> Worker:
     )  # fmt: skip
     speed = {"torch_threads": torch.get_num_threads(), "matmul_peak_gflops": worker.peak_flops / 1e9}
     worker.logger = _rank0_logger(loop_config, rank, cfg, device, count_parameters(bare), speed)
+    trace(worker, "start", step=progress.step, epoch=progress.epoch, batch=progress.batch,
+          mlflow=worker.logger is not None)  # fmt: skip
     if rank == 0:
         where = f"step {progress.step} (epoch {progress.epoch}, batch {progress.batch})" if restored else "scratch"
         print(
@@ -590,18 +593,32 @@ def report(worker: Worker, metrics: dict, with_checkpoint: bool, suffix: str = "
     """Every rank calls this the same number of times (it is a barrier); rank 0 adds the files."""
     import ray.train
 
+    progress = worker.progress
     if not (with_checkpoint and worker.rank == 0):
+        trace(worker, "report", step=progress.step, epoch=progress.epoch, batch=progress.batch, checkpoint="")
         ray.train.report(metrics)
         return
-    progress = worker.progress
+    dir_name = checkpoint_folder_name(progress.step, progress.generation, suffix)
+    trace(worker, "report", step=progress.step, epoch=progress.epoch, batch=progress.batch, checkpoint=dir_name)
     with tempfile.TemporaryDirectory(prefix="gsenet-ckpt-") as folder:
         save_checkpoint(Path(folder), checkpoint_state(worker), worker.cfg)
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(folder),
-            checkpoint_dir_name=checkpoint_folder_name(progress.step, progress.generation, suffix),
+            checkpoint_dir_name=dir_name,
             checkpoint_upload_fn=commit_checkpoint,
         )
+
+
+def trace(worker: Worker, event: str, **fields) -> None:
+    """train.trace_dir: one JSON line per event in <trace_dir>/rank<r>.jsonl, written before the
+    event's collective, so a rank killed inside it still leaves what it was doing."""
+    if not worker.cfg.train.trace_dir:
+        return
+    path = Path(worker.cfg.train.trace_dir) / f"rank{worker.rank}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps({"event": event, "rank": worker.rank, "pid": os.getpid(), **fields}) + "\n")
 
 
 def train_one_epoch(worker: Worker) -> EpochStats:
@@ -621,6 +638,7 @@ def train_one_epoch(worker: Worker) -> EpochStats:
         worker.scheduler.step()
         progress.step += 1
         progress.batch += 1
+        trace(worker, "step", step=progress.step, epoch=progress.epoch, batch=progress.batch, names=batch["names"])
         stats.loss_sum, stats.steps = stats.loss_sum + loss.item(), stats.steps + 1
         if worker.rank == 0 and progress.step % cfg.train.log_every == 0:
             elapsed = time.perf_counter() - t0
@@ -630,8 +648,18 @@ def train_one_epoch(worker: Worker) -> EpochStats:
                 f"{stats.steps * worker.audio_per_step / elapsed:7.1f} s audio/s"
             )
         check_preemption(worker)
+        checkpoint_mid_epoch(worker)
     stats.seconds = time.perf_counter() - t0
     return stats
+
+
+def checkpoint_mid_epoch(worker: Worker) -> None:
+    """Every train.checkpoint_every steps, except on an epoch's last batch (end_epoch checkpoints
+    there): a checkpoint that resumes at the next batch of this epoch."""
+    every, progress = worker.cfg.train.checkpoint_every, worker.progress
+    if not every or progress.step % every or progress.batch >= worker.cfg.train.steps_per_epoch:
+        return
+    report(worker, _mid_epoch_metrics(progress, worker.scheduler, worker.cfg), with_checkpoint=True)
 
 
 def check_preemption(worker: Worker) -> None:
@@ -724,7 +752,7 @@ def non_finite_loss_error(value: float, batch: dict, progress: Progress, rank: i
     )
 
 
-def _preemption_metrics(progress: Progress, scheduler, cfg: ExperimentConfig) -> dict:
+def _mid_epoch_metrics(progress: Progress, scheduler, cfg: ExperimentConfig) -> dict:
     """A mid-epoch report: the last completed epoch's numbers (every metric a sweep or the
     checkpoint manager may rank by; NaN before the first validation), flagged (ASHA ignores repeats)."""
     return M.disjoint_union(
@@ -734,9 +762,14 @@ def _preemption_metrics(progress: Progress, scheduler, cfg: ExperimentConfig) ->
             "step": progress.step,
             "best_val_loss": progress.best_val_loss,
             "lr": scheduler.get_last_lr()[0],
-            "preemption_checkpoint": 1,
+            "mid_epoch_checkpoint": 1,
         },
     )
+
+
+def _preemption_metrics(progress: Progress, scheduler, cfg: ExperimentConfig) -> dict:
+    """The just-in-time report of a node being preempted: a mid-epoch report, flagged as such."""
+    return {**_mid_epoch_metrics(progress, scheduler, cfg), "preemption_checkpoint": 1}
 
 
 def _rank0_logger(loop_config: dict, rank: int, cfg: ExperimentConfig, device, params: int, speed: dict):

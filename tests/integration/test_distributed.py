@@ -2,22 +2,45 @@
 
 The sharded validation (each rank scores its share, `all_reduce` sums) must give exactly what one
 process scoring every recording gives on the same checkpoint, and only rank 0 may log to MLflow.
+Rank 1 SIGKILLed mid-epoch: both ranks resume at the mid-epoch checkpoint's step, the epoch's
+samples are trained once each, and only rank 0 logs and writes checkpoints (from the ranks' own
+`train.trace_dir` logs, MLflow and the checkpoint folders).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from fixtures.mlflow_server import mlflow_server  # noqa: F401  (pytest fixture)
 from fixtures.ray_cluster import HEAD_IP, running_ray_cluster, wait_for_nodes
-from fixtures.ray_local import ray_local  # noqa: F401  (pytest fixture)
 from fixtures.recordings import make_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 EPOCHS, STEPS = 2, 3
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Iterator[None]:
+    """One Ray cluster for the module: a head and a worker node, 1 CPU each (one DDP rank per node)."""
+    import ray
+
+    env = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "180"}
+    with running_ray_cluster({"TRAIN_DRIVER": 100}, [{"worker_node": 1}], cpus_per_node=1, env=env) as cluster:
+        try:
+            ray.init(address=cluster.address, _node_ip_address=HEAD_IP, log_to_driver=False)
+            wait_for_nodes(2, timeout=300)  # a loaded 2-core box: nodes can take minutes to register
+            yield cluster
+        finally:
+            ray.shutdown()
 
 
 def single_process_validation(checkpoint_dir: str, data: Path) -> dict[str, float]:
@@ -38,8 +61,7 @@ def single_process_validation(checkpoint_dir: str, data: Path) -> dict[str, floa
     return metrics
 
 
-def test_two_workers_on_two_nodes_validate_like_one_process(mlflow_server, tmp_path):  # noqa: F811
-    import ray
+def test_two_workers_on_two_nodes_validate_like_one_process(two_nodes, mlflow_server, tmp_path):  # noqa: F811
     from mlflow.tracking import MlflowClient
 
     from gsenet.config import ExperimentConfig, apply_overrides
@@ -56,16 +78,10 @@ def test_two_workers_on_two_nodes_validate_like_one_process(mlflow_server, tmp_p
             "train.storage_path": str(tmp_path / "runs"), "tracking.mlflow_uri": mlflow_server.uri,
         },
     )  # fmt: skip
-    env = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "180"}
-    with running_ray_cluster({"TRAIN_DRIVER": 100}, [{"worker_node": 1}], cpus_per_node=1, env=env) as cluster:
-        try:
-            ray.init(address=cluster.address, _node_ip_address=HEAD_IP, log_to_driver=False)
-            wait_for_nodes(2, timeout=300)  # a loaded 2-core box: nodes can take minutes to register
-            result = fit(cfg)
-        except Exception as exc:
-            raise AssertionError(f"{exc}\n\nRay node logs:\n{cluster.logs()}") from exc
-        finally:
-            ray.shutdown()
+    try:
+        result = fit(cfg)
+    except Exception as exc:
+        raise AssertionError(f"{exc}\n\nRay node logs:\n{two_nodes.logs()}") from exc
 
     reported = result.metrics
     assert reported["epoch"] == EPOCHS and reported["step"] == EPOCHS * STEPS
@@ -86,123 +102,115 @@ def test_two_workers_on_two_nodes_validate_like_one_process(mlflow_server, tmp_p
     assert len(audio) == cfg.train.metric_subset  # examples only from rank 0's share
 
 
-def loader_names(config: dict) -> None:
-    """Train worker: the item names each rank's loader yields, from the start of an epoch and from
-    a mid-epoch resume point (`make_train_loader(start_batch=...)`, what a restarted worker builds)."""
-    import ray.train
-    import torch.distributed as dist
-
-    from gsenet.config import from_dict
-    from gsenet.data import SegmentDataset
-    from gsenet.train import make_train_loader
-
-    cfg, world = from_dict(config["cfg"]), ray.train.get_context().get_world_size()
-    dataset = SegmentDataset(
-        Path(config["data"]) / "train", cfg.data, cfg.model.sample_rate, seed=cfg.train.seed,
-        length=cfg.train.steps_per_epoch * cfg.data.batch_size * world,
-    )  # fmt: skip
-    dataset.set_epoch(1)
-    per_rank = {}
-    for start in (0, config["resume_batch"]):
-        names = [batch["names"] for batch in make_train_loader(dataset, cfg, start, world)]
-        gathered = [None] * world
-        dist.all_gather_object(gathered, names)
-        per_rank[start] = gathered
-    epoch = [dataset[i]["name"] for i in range(len(dataset))]  # the epoch's items, in index order
-    if ray.train.get_context().get_world_rank() == 0:  # one machine: a file is the simplest way back
-        Path(config["out"]).write_text(json.dumps({"per_rank": per_rank, "epoch": epoch}))
+def read_trace(folder: Path) -> dict[int, list[dict]]:
+    """Each rank's `train.trace_dir` log: its events in order, over every attempt."""
+    return {
+        int(path.stem.removeprefix("rank")): [json.loads(line) for line in path.read_text().splitlines()]
+        for path in sorted(folder.glob("rank*.jsonl"))
+    }
 
 
-def _kill_one_rank_after_first_checkpoint(snapshot: Path, api: str, killed: list, timeout: float = 400) -> None:
-    """SIGKILL one Train worker process as soon as the epoch-1 checkpoint is committed (epoch 2 running)."""
-    import os
-    import signal
-    import time
+def attempts(events: list[dict]) -> list[list[dict]]:
+    """One rank's events split at each worker start (the first run, then each restart)."""
+    runs: list[list[dict]] = []
+    for event in events:
+        if event["event"] == "start":
+            runs.append([])
+        runs[-1].append(event)
+    return runs
 
-    from ray.util.state import list_actors
 
+def _kill_rank_1_after_a_mid_epoch_checkpoint(snapshot: Path, trace: Path, killed: list, timeout: float = 400) -> None:
+    """SIGKILL rank 1's process as soon as Ray has registered the first (mid-epoch) checkpoint."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if snapshot.is_file() and "checkpoint_dir_name" in snapshot.read_text():
-            filters = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
-            workers = list_actors(address=api, filters=filters, raise_on_missing_output=False)
-            if len(workers) == 2:
-                pid = max(w.pid for w in workers)
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-        time.sleep(0.2)
+        if snapshot.is_file() and "checkpoint_dir_name" in snapshot.read_text() and (trace / "rank1.jsonl").is_file():
+            pid = json.loads((trace / "rank1.jsonl").read_text().splitlines()[0])["pid"]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+        time.sleep(0.05)
 
 
-@pytest.mark.timeout(1200)  # two Train runs, one with a worker-group restart, on a busy 2-core box
-def test_a_killed_rank_resumes_both_from_the_checkpoint_and_no_sample_repeats(ray_local, mlflow_server, tmp_path):  # noqa: F811
-    import os
-    import sys
-    import threading
-    from collections import Counter
-
-    import ray.train
+@pytest.mark.timeout(900)  # a Train run with a worker-group restart on a busy 2-core box
+def test_rank_1_killed_mid_epoch_resumes_both_ranks_and_trains_each_sample_once(two_nodes, mlflow_server, tmp_path):  # noqa: F811
     from mlflow.tracking import MlflowClient
-    from ray import cloudpickle
-    from ray.train.torch import TorchTrainer
 
-    from gsenet.config import ExperimentConfig, apply_overrides, to_dict
+    from gsenet.config import ExperimentConfig, apply_overrides
+    from gsenet.data import SegmentDataset
     from gsenet.train import fit
 
     data = make_dataset(tmp_path / "ds", n_per_split={"train": 3, "val": 2, "test": 1}, seconds=1.0, seed=13)
-    steps = 4
+    steps, every, world, trace_dir, runs = 12, 3, 2, tmp_path / "trace", tmp_path / "runs"
     cfg = apply_overrides(
         ExperimentConfig(),
         {
             "data.path": str(data), "data.segment_seconds": 0.5, "data.batch_size": 2,
             "model.widths": [4, 4, 8, 8, 8, 8], "model.dilation_depth": 1, "optim.lr": 3e-3,
-            "train.epochs": 2, "train.steps_per_epoch": steps, "train.metric_subset": 0, "train.max_failures": 2,
-            "train.num_workers": 2, "train.cpus_per_worker": 1, "train.name": "killed-rank",
-            "train.storage_path": str(tmp_path / "runs"), "tracking.mlflow_uri": mlflow_server.uri,
+            "train.epochs": 1, "train.steps_per_epoch": steps, "train.checkpoint_every": every,
+            "train.keep_checkpoints": 10, "train.metric_subset": 0, "train.max_failures": 2,
+            "train.num_workers": world, "train.cpus_per_worker": 1, "train.name": "killed-rank",
+            "train.trace_dir": str(trace_dir), "train.storage_path": str(runs),
+            "tracking.mlflow_uri": mlflow_server.uri,
         },
     )  # fmt: skip
-    # 1. A rank killed in epoch 2: Train restarts the group; both ranks resume from the epoch-1 checkpoint.
     killed: list[int] = []
+    snapshot = runs / "killed-rank" / "checkpoint_manager_snapshot.json"
     killer = threading.Thread(
-        target=_kill_one_rank_after_first_checkpoint,
-        args=(tmp_path / "runs" / "killed-rank" / "checkpoint_manager_snapshot.json",
-              os.environ["RAY_API_SERVER_ADDRESS"], killed),
-        daemon=True,
-    )  # fmt: skip
+        target=_kill_rank_1_after_a_mid_epoch_checkpoint, args=(snapshot, trace_dir, killed), daemon=True
+    )
     killer.start()
-    result = fit(cfg)
+    try:
+        result = fit(cfg)
+    except Exception as exc:
+        raise AssertionError(f"{exc}\n\nRay node logs:\n{two_nodes.logs()}") from exc
     killer.join(timeout=30)
-    assert killed, "no Train worker was killed (the run ended before its first checkpoint was committed?)"
-    assert result.metrics["step"] == 2 * steps and result.metrics["epoch"] == 2
-    assert result.metrics["start_step"] == steps  # the restarted group began at the checkpoint's step
+    assert killed, "rank 1 was not killed (the run ended before its first checkpoint was registered?)"
+    assert result.metrics["step"] == steps and result.metrics["epoch"] == 1
+
+    trace = read_trace(trace_dir)
+    assert sorted(trace) == [0, 1]
+    first, second = ({r: attempts(trace[r])[i] for r in trace} for i in (0, 1))
+    assert all(len(attempts(trace[r])) == 2 for r in trace), "one restart of the whole group, no more"
+    assert first[1][0]["pid"] == killed[0]
+    # Both ranks resumed at the same step: the mid-epoch checkpoint's (epoch 1, batch = step).
+    resumed = {(s[0]["step"], s[0]["epoch"], s[0]["batch"]) for s in second.values()}
+    assert len(resumed) == 1, resumed
+    ((start, epoch, batch),) = resumed
+    assert epoch == 1 and batch == start and 0 < start < steps and start % every == 0, resumed
+    assert result.metrics["start_step"] == start
+    for rank in trace:
+        trained = [e["step"] for e in second[rank] if e["event"] == "step"]
+        assert trained == list(range(start + 1, steps + 1)), (rank, trained)
+
+    # The epoch's samples, each trained once: up to the checkpoint before the kill, the rest after it.
+    # (Steps trained after the checkpoint and before the kill are lost with the killed weights.)
+    def names(events: list[dict], up_to: int) -> Counter:
+        return Counter(n for e in events if e["event"] == "step" and e["step"] <= up_to for n in e["names"])
+
+    kept = sum((names(first[r], start) + names(second[r], steps) for r in trace), Counter())
+    epoch_items = SegmentDataset(
+        data / "train", cfg.data, cfg.model.sample_rate, seed=cfg.train.seed, length=steps * cfg.data.batch_size * world
+    )
+    epoch_items.set_epoch(1)
+    expected = Counter(epoch_items[i]["name"] for i in range(len(epoch_items)))
+    assert kept == expected, f"repeated: {kept - expected}, left out: {expected - kept}"
+
+    # Only rank 0 logs to MLflow and writes checkpoints.
+    assert [e["mlflow"] for r in (0, 1) for e in trace[r] if e["event"] == "start"] == [True, True, False, False]
+    reports = {r: [e for e in trace[r] if e["event"] == "report"] for r in trace}
+    assert not [e for e in reports[1] if e["checkpoint"]], "rank 1 wrote a checkpoint"
+    after = {r: [e["step"] for e in second[r] if e["event"] == "report"] for r in trace}
+    assert after[0] == after[1] and after[0], after  # report is a barrier: both ranks, every time
+    written = {e["checkpoint"] for e in reports[0]}
+    folders = {p.name for p in (runs / "killed-rank").glob("checkpoint_*") if p.is_dir()}
+    assert folders and folders <= written, (folders, written)
+    assert f"checkpoint_{start:08d}" in folders  # the one both ranks resumed from
     client = MlflowClient(mlflow_server.uri)
     (run,) = client.search_runs(
         [client.get_experiment_by_name("gsenet").experiment_id], filter_string="tags.`mlflow.runName` = 'killed-rank'"
     )
-    history = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_si_sdr"))
-    assert history.count(steps) == 1 and history[-1] == 2 * steps, history  # epoch 1 was not trained again
-
-    # 2. From a mid-epoch resume point (a preemption checkpoint), the ranks' loaders skip exactly
-    #    the batches already trained, on every rank: no sample twice in the epoch, none left out.
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    resume_batch = 1
-    trainer = TorchTrainer(
-        loader_names,
-        train_loop_config={
-            "cfg": to_dict(cfg),
-            "data": str(data),
-            "resume_batch": resume_batch,
-            "out": str(tmp_path / "names.json"),
-        },
-        scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
-        run_config=ray.train.RunConfig(name="loader-names", storage_path=str(tmp_path / "runs")),
-    )
-    trainer.fit()
-    seen = json.loads((tmp_path / "names.json").read_text())
-    per_rank, epoch = {int(k): v for k, v in seen["per_rank"].items()}, seen["epoch"]
-    assert len(per_rank[0]) == 2 and all(len(rank) == steps for rank in per_rank[0])
-    trained = Counter(name for rank in per_rank[0] for batch in rank[:resume_batch] for name in batch)
-    resumed = Counter(name for rank in per_rank[resume_batch] for batch in rank for name in batch)
-    assert all(len(rank) == steps - resume_batch for rank in per_rank[resume_batch])  # same step on both ranks
-    assert not trained & resumed, "a sample trained before the resume point came again after it"
-    assert trained + resumed == Counter(epoch), "the resumed epoch left samples out"
+    for key in run.data.metrics:
+        logged = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert len(logged) == len(set(logged)), f"{key} logged more than once at a step: {logged}"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_si_sdr")] == [steps]
