@@ -33,6 +33,10 @@ def load_model(source: str | Path, tracking_uri: str = "") -> tuple[GSENet, Expe
         from gsenet.tracking import download_model
 
         return load_local_model(download_model(text, tracking_uri))
+    if text.startswith("gs://"):  # a checkpoint or model folder in a bucket (a gs:// sweep's "Best checkpoint")
+        from gsenet.model_files import download_stored_folder
+
+        return load_local_model(download_stored_folder(text))
     return load_local_model(text)
 
 

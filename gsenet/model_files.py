@@ -1,4 +1,5 @@
-"""What a trained model looks like on disk, and reading it back (local folders only).
+"""What a trained model looks like on disk, and reading it back (local folders; a gs:// folder is
+checked in place or downloaded to the cache first).
 
 A *model folder* is self-contained: `model.pt` (a plain state dict, loadable with
 `torch.load(weights_only=True)`), `model.yaml` (the ModelConfig) and `versions.json` (the software
@@ -61,6 +62,62 @@ def _check_versions(folder: Path) -> None:
             f"{folder}: written by gsenet {versions.get('gsenet')} in model format {versions.get('format')}; this "
             f"gsenet reads format {MODEL_FORMAT} at most: upgrade gsenet (pip install -U gsenet) to load it"
         )
+
+
+def stored_uri(path: str, filesystem) -> str:
+    """A path Ray gives relative to its storage filesystem (checkpoint.path, result.path) as a URI:
+    "bucket/prefix/..." on a GcsFileSystem is gs://bucket/prefix/...; local paths stay as they are."""
+    if "://" in path or filesystem is None or filesystem.type_name != "gcs":
+        return path
+    return f"gs://{path}"
+
+
+def stored_checkpoint_problem(uri: str) -> str | None:
+    """Why the checkpoint folder at gs://bucket/prefix is not complete (None when it is): its manifest
+    must be readable and name files of exactly the sizes it lists. The bytes themselves are checked
+    (sha256) when the folder is downloaded to be loaded."""
+    import json
+
+    import pyarrow.fs
+
+    from gsenet.checkpoint import MANIFEST
+    from gsenet.storage import open_storage_filesystem
+
+    fs, path = open_storage_filesystem(uri)
+    try:
+        with fs.open_input_stream(f"{path}/{MANIFEST}") as f:
+            entries = json.loads(f.read().decode())["files"]
+        infos = fs.get_file_info([f"{path}/{name}" for name in entries])
+    except FileNotFoundError:
+        return f"{uri} is unfinished or gone: no {MANIFEST}"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"{uri}/{MANIFEST} is unreadable ({exc})"
+    for (name, entry), info in zip(entries.items(), infos, strict=True):
+        if info.type != pyarrow.fs.FileType.File:
+            return f"{uri}/{name} is missing"
+        if info.size != entry["bytes"]:
+            return f"{uri}/{name} is truncated or partial ({info.size} bytes, {entry['bytes']} written)"
+    return None
+
+
+def download_stored_folder(uri: str, cache_dir: str | Path = "") -> Path:
+    """gs://bucket/prefix (a checkpoint or model folder) copied into the local cache, replacing an
+    older copy; read through the same filesystem Ray Train writes with (emulator-aware)."""
+    import shutil
+
+    import pyarrow.fs
+
+    from gsenet.storage import cache_root, open_storage_filesystem, parse_gcs_uri
+
+    bucket, prefix = parse_gcs_uri(uri)
+    fs, path = open_storage_filesystem(uri)
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
+        raise ModelLoadError(f"{uri}: no such folder in the bucket; give a checkpoint or model folder")
+    dest = cache_root(cache_dir) / "stored" / bucket / prefix
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    pyarrow.fs.copy_files(path, str(dest), source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem())
+    return dest
 
 
 def load_local_model(path: str | Path) -> tuple[GSENet, ExperimentConfig | ModelConfig]:

@@ -61,7 +61,7 @@ def result_rows(result_grid: Any, metric: str, mode: str, max_epochs: int) -> li
                 "best_epoch": int(best.get("epoch", 0) or 0),
                 metric: best.get(metric),
                 f"final_{metric}": metrics.get(metric),
-                "checkpoint": valid_checkpoint(best.get("checkpoint_path")),
+                "checkpoint": valid_checkpoint(best.get("checkpoint_path"), result.filesystem),
             },
             {k: v for k, v in best.items() if k.startswith("val_") and k != metric},
             {f"param.{k}": v for k, v in (result.config or {}).items()},
@@ -93,19 +93,25 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def valid_checkpoint(path: Any) -> str:
-    """`path` if it is a checkpoint that still exists and verifies against its manifest, else "".
+def valid_checkpoint(path: Any, filesystem: Any = None) -> str:
+    """`path` (as a gs:// URI on a GCS filesystem) if it is a checkpoint that still exists and is
+    complete, else "".
 
     Ray deletes checkpoints beyond `train.keep_checkpoints`; a report must never name one of those,
-    nor a cut-short or garbled one.
+    nor a cut-short or garbled one. Ray gives paths relative to its storage filesystem, so
+    "bucket/prefix/checkpoint_..." on GCS is a gs:// URI, never a local path.
     """
     from gsenet.checkpoint import problem
+    from gsenet.model_files import stored_checkpoint_problem, stored_uri
 
     if not isinstance(path, str) or not path:
         return ""
-    if "://" in path:  # remote storage (gs://): trust Ray's path, checked when it is used
-        return path
-    return path if problem(path) is None else ""
+    if filesystem is not None and filesystem.type_name not in ("local", "gcs"):
+        return path  # storage gsenet never writes to (checked when it is used)
+    uri = stored_uri(path, filesystem)
+    if uri.startswith("gs://"):
+        return uri if stored_checkpoint_problem(uri) is None else ""
+    return uri if problem(uri) is None else ""
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:

@@ -473,7 +473,6 @@ def run_sweep(
             plan.mlflow_uri, plan.experiment, plan.name, sweep_params(plan), plan.space_text
         )
         save_plan(plan)
-        local = "://" not in plan.storage_path
         monitor = SweepMonitor(
             metric=settings.metric,
             mode=settings.resolved_mode(),
@@ -482,7 +481,7 @@ def run_sweep(
             time_budget_s=settings.time_budget_h * 3600,
             mlflow_uri=plan.mlflow_uri,
             parent_run_id=plan.parent_run_id,
-            timeline_path=f"{plan.experiment_path}/trial_timeline.json" if local else "",
+            timeline_path=f"{plan.experiment_path}/trial_timeline.json",  # local or gs://
             interval_s=interval_s,
         )
         tuner = build_tuner(plan, trial_fn, [monitor])

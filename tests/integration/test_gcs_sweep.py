@@ -116,6 +116,8 @@ def test_sweep_on_gcs_with_two_worker_trials_resumes_and_registers_a_model(
     ray_local,  # noqa: F811
     mlflow_server,  # noqa: F811
     tmp_path,
+    capsys,
+    monkeypatch,
 ):
     import optuna
     from mlflow.tracking import MlflowClient
@@ -166,7 +168,9 @@ def test_sweep_on_gcs_with_two_worker_trials_resumes_and_registers_a_model(
     assert not list(workdir.iterdir()), "nothing of the sweep may land in the working directory"
 
     plan = load_plan(NAME, f"gs://{BUCKET}/runs")
+    capsys.readouterr()
     report = run_sweep(plan, resume=True, address=ray_local, interval_s=600)
+    summary = capsys.readouterr().out
 
     assert len(report.rows) == 2 and {r["state"] for r in report.rows} == {"completed"}
     study = optuna.load_study(study_name=NAME, storage=plan.optuna_storage)
@@ -188,3 +192,58 @@ def test_sweep_on_gcs_with_two_worker_trials_resumes_and_registers_a_model(
     model, cfg = load_model("models:/gcs-best@best", tracking_uri=mlflow_server.uri)
     rows = evaluate_model(model, cfg, data, "val", perceptual=False, max_recordings=VAL_RECORDINGS)
     assert summarize(rows)["mean_si_sdr"] == pytest.approx(report.best["val_si_sdr"], abs=0.05)
+
+    # The summary names the best trial's kept checkpoint by its gs:// URI; it is in the bucket, and
+    # loads (downloaded) to the same score.
+    best = report.best["checkpoint"]
+    prefix = f"gs://{BUCKET}/runs/{NAME}/train_runs/{NAME}-{report.best['trial_id']}/checkpoint_"
+    assert best.startswith(prefix), best
+    assert f"Best checkpoint: {best}\n" in summary, summary
+    assert f"{best.removeprefix(f'gs://{BUCKET}/')}/checkpoint.pt" in blob_names(best.removeprefix(f"gs://{BUCKET}/"))
+    monkeypatch.setenv("GSENET_CACHE_DIR", str(tmp_path / "cache"))  # where load_model downloads it
+    model, cfg = load_model(best)
+    rows = evaluate_model(model, cfg, data, "val", perceptual=False, max_recordings=VAL_RECORDINGS)
+    assert summarize(rows)["mean_si_sdr"] == pytest.approx(report.best["val_si_sdr"], abs=0.05)
+
+    # The trial timeline lives beside sweep.json in the bucket, across the kill: both trials start and end.
+    from gsenet.storage import gcs_client
+
+    timeline = json.loads(gcs_client().bucket(BUCKET).blob(f"runs/{NAME}/trial_timeline.json").download_as_text())
+    ended = {e["trial"] for e in timeline if e["event"] == "end"}
+    assert ended == {r["trial_id"] for r in report.rows}, timeline
+
+
+def test_a_checkpoint_in_the_bucket_is_named_only_when_complete_and_loads(gcs_emulator, tmp_path, monkeypatch):  # noqa: F811
+    """What the summary's "Best checkpoint" rests on, without a sweep: Ray's bucket-relative path
+    on a GCS filesystem becomes a gs:// URI, checked against the manifest in the bucket."""
+    import torch
+
+    from gsenet.config import ExperimentConfig, apply_overrides, to_dict
+    from gsenet.load import load_model
+    from gsenet.model import GSENet
+    from gsenet.storage import gcs_client, open_storage_filesystem, upload_directory
+    from gsenet.train import save_checkpoint
+    from search.report import valid_checkpoint
+
+    cfg = apply_overrides(ExperimentConfig(), {"model.widths": [4, 4, 8, 8, 8, 8], "model.dilation_depth": 1})
+    torch.manual_seed(0)
+    model = GSENet(cfg.model)
+    save_checkpoint(tmp_path / "ckpt", {"model": model.state_dict(), "config": to_dict(cfg)}, cfg)
+    gcs_emulator.create_bucket("checks")
+    for name in ("whole", "truncated", "unfinished"):
+        upload_directory(tmp_path / "ckpt", f"gs://checks/run/{name}")
+    bucket = gcs_client().bucket("checks")
+    bucket.blob("run/truncated/checkpoint.pt").upload_from_string(b"cut short")
+    bucket.blob("run/unfinished/manifest.json").delete()
+    filesystem, _ = open_storage_filesystem("gs://checks")
+
+    assert valid_checkpoint("checks/run/whole", filesystem) == "gs://checks/run/whole"
+    assert valid_checkpoint("checks/run/truncated", filesystem) == ""
+    assert valid_checkpoint("checks/run/unfinished", filesystem) == ""
+    assert valid_checkpoint("checks/run/gone", filesystem) == ""
+    monkeypatch.setenv("GSENET_CACHE_DIR", str(tmp_path / "cache"))
+    loaded, loaded_cfg = load_model("gs://checks/run/whole")
+    assert loaded_cfg == cfg
+    x = torch.randn(1, 4000)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, x), model.eval()(x, x))
