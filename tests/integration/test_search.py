@@ -24,7 +24,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from gsenet import tracking
-from search.sweep import init_ray, load_plan, run_sweep
+from gsenet.runtime import init_ray, shutdown_ray
+from search.sweep import load_plan, run_sweep
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,14 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One local Ray instance for the module: 2 CPUs, TRAIN_DRIVER, dashboard on (PG cleanup)."""
-    before = os.environ.get("RAY_API_SERVER_ADDRESS")
     init_ray(num_cpus=2)
     yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-    if before is None:
-        os.environ.pop("RAY_API_SERVER_ADDRESS", None)
-    else:
-        os.environ["RAY_API_SERVER_ADDRESS"] = before
+    shutdown_ray()
 
 
 @pytest.fixture(scope="module")
