@@ -255,21 +255,12 @@ def run_pretrained(args) -> None:
                                     no_perceptual=False))  # fmt: skip
 
 
-@torch.no_grad()
 def calibrate_level(model, items: list[dict]) -> float:
-    """Scale the model's output (exactly, gsenet.model.scale_output) by the median over `items` of
-    rms(target) / rms(output), so that it comes out at its target's level; returns the gain applied
-    in dB. The scale-invariant losses leave that level free to drift."""
-    from gsenet.inference import enhance_arrays
-    from gsenet.model import scale_output
+    """Re-level the model's output to its target's on `items` (gsenet.enhance.calibrate_output_level,
+    as `gsenet train` does for the models it logs); the gain applied in dB."""
+    from gsenet.enhance import calibrate_output_level
 
-    gains = []
-    for item in items:
-        out = enhance_arrays(model, item["beam"], item["ref"]).astype(np.float64)
-        gains.append(float(np.sqrt(np.dot(item["target"], item["target"]) / max(np.dot(out, out), 1e-20))))
-    gain = float(np.median(gains))
-    scale_output(model, gain)
-    return 20 * np.log10(gain)
+    return calibrate_output_level(model, items)
 
 
 def run_calibrate(args) -> None:

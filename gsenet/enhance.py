@@ -34,3 +34,27 @@ def enhance_arrays(model: GSENet, beam: np.ndarray, ref: np.ndarray, *, streamin
     device = next(model.parameters()).device
     out = enhance_tensor(model, b.to(device), r.to(device), streaming=streaming).float().cpu().numpy()
     return out[0] if squeeze else out
+
+
+LEVEL_RECORDINGS = 8  # recordings a trained model's output level is set on (median gain)
+
+
+@torch.no_grad()
+def calibrate_output_level(model: GSENet, items) -> float:
+    """Scale a mask model's output (exactly, `gsenet.model.scale_output`) by the median over `items`
+    ({"beam", "ref", "target"} 1-D arrays or tensors) of rms(target) / rms(output), so it comes out
+    at its target's level; returns the gain applied in dB. Why: the scale-invariant losses leave the
+    output level free, and it drifts by tens of dB during training; the metrics ignore it, a listener
+    and the next stage on a device do not. A mapping head cannot be rescaled exactly: 0 dB, unchanged."""
+    from gsenet.model import scale_output
+
+    if model.cfg.output_mode not in ("residual_mask", "mask") or not items:
+        return 0.0
+    gains = []
+    for item in items:
+        beam, ref, target = (np.asarray(item[k], np.float64) for k in ("beam", "ref", "target"))
+        out = enhance_arrays(model, beam, ref).astype(np.float64)
+        gains.append(np.sqrt(np.dot(target, target) / max(np.dot(out, out), 1e-20)))
+    gain = float(np.median(gains))
+    scale_output(model, gain)
+    return 20 * np.log10(gain)

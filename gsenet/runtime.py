@@ -13,6 +13,8 @@ import sys
 DEFAULT_STORAGE = "gsenet_runs"  # Ray Train / Tune results when train.storage_path is ""
 DRIVER_RESOURCE = "TRAIN_DRIVER"  # custom resource of the non-preemptible node that hosts Train drivers
 RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray binds 127.0.0.1 only
+API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"  # where Ray's State API client (and Train's PG cleaner) ask
+_pinned_api_server: list[str | None] = []  # what API_SERVER_ENV was before init_ray set it (shutdown_ray)
 
 # MLflow's HTTP client retries for minutes by default; a training worker should warn and move on.
 WORKER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -57,7 +59,8 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    _pinned_api_server.append(os.environ.get(API_SERVER_ENV))
+    os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
     ray.init(
         address="local",
         num_cpus=num_cpus,
@@ -66,6 +69,21 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
         dashboard_host="127.0.0.1",
         dashboard_port=port,
     )
+
+
+def shutdown_ray() -> None:
+    """ray.shutdown(), and give back the State API address init_ray pinned: Ray's CLI and State API
+    client let that variable override an explicit address, so a later cluster in this process (a
+    test module, a notebook) must not inherit a dead one."""
+    import ray
+
+    ray.shutdown()
+    while _pinned_api_server:
+        before = _pinned_api_server.pop()
+        if before is None:
+            os.environ.pop(API_SERVER_ENV, None)
+        else:
+            os.environ[API_SERVER_ENV] = before
 
 
 def worker_env() -> dict[str, str]:

@@ -495,7 +495,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         stats = train_one_epoch(worker)
         end_epoch(worker, stats)
     if worker.logger is not None:
-        _log_final_models(worker.logger, loop_config, worker.cfg, cpu_state(worker.bare), worker.best_state)
+        _log_final_models(worker, loop_config)
 
 
 def worker_datasets(cfg: ExperimentConfig, world: int, exclude: list[str]):
@@ -797,16 +797,39 @@ def _rank0_logger(loop_config: dict, rank: int, cfg: ExperimentConfig, device, p
     return logger
 
 
-def _log_final_models(logger, loop_config: dict, cfg: ExperimentConfig, final: dict, best: dict | None) -> None:
-    """final_model and best_model (best by train.checkpoint_metric) as MLflow pyfuncs; the best one
-    registered with alias `best` when tracking.register_model is set."""
+def levelled_state(state: dict, cfg: ExperimentConfig, val_set) -> tuple[dict, float]:
+    """The weights with the output level set to the target's (gsenet.enhance.calibrate_output_level)
+    on the first validation recordings, and the gain applied in dB."""
+    from gsenet.enhance import LEVEL_RECORDINGS, calibrate_output_level
+    from gsenet.model import GSENet
+
+    model = GSENet(cfg.model)
+    model.load_state_dict(state)
+    model.eval()
+    items = [val_set[i] for i in range(min(LEVEL_RECORDINGS, len(val_set)))]
+    items = [{k: item[k][: item["length"]].numpy() for k in ("beam", "ref", "target")} for item in items]
+    gain_db = calibrate_output_level(model, items)
+    return cpu_state(model), gain_db
+
+
+def _log_final_models(worker: Worker, loop_config: dict) -> None:
+    """final_model and best_model (best by train.checkpoint_metric) as MLflow pyfuncs, each with its
+    output re-levelled to the target's on validation recordings; the best one registered with alias
+    `best` when tracking.register_model is set. Checkpoints keep the weights as trained."""
     from gsenet import tracking
     from gsenet.model_files import save_model_folder
 
+    cfg, logger = worker.cfg, worker.logger
+    final = cpu_state(worker.bare)
+    models = {name: levelled_state(state, cfg, worker.val_set) for name, state in
+              (("final_model", final), ("best_model", worker.best_state or final))}  # fmt: skip
+    for name, (_, gain_db) in models.items():
+        print(f"gsenet: {name} output re-levelled by {gain_db:+.2f} dB (median gain to the target on val)")
+    logger.log_metrics({f"{name}_output_gain_db": gain for name, (_, gain) in models.items()}, worker.progress.step)
     logger.flush()
     uri, run_id = loop_config["mlflow_uri"], loop_config["mlflow_run_id"]
     with tempfile.TemporaryDirectory(prefix="gsenet-model-") as folder:
-        for name, state in (("final_model", final), ("best_model", best or final)):
+        for name, (state, _) in models.items():
             model_folder = save_model_folder(state, cfg.model, Path(folder) / name)
             try:
                 tracking.log_pyfunc_model(uri, run_id, model_folder, name, sample_rate=cfg.model.sample_rate)

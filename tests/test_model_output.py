@@ -99,3 +99,32 @@ def test_scale_output_refuses_a_mapping_head():
 
     with pytest.raises(ValueError, match="mask output"):
         scale_output(untrained(output_mode="mapping"), 0.5)
+
+
+def test_calibrate_output_level_brings_the_median_level_to_the_targets():
+    """`gsenet train` re-levels the models it logs: after calibration the median over recordings of
+    rms(output) / rms(target), computed here in NumPy, is 0 dB, whatever the level before."""
+    import numpy as np
+
+    from gsenet.enhance import calibrate_output_level, enhance_arrays
+
+    model = perturbed_head(untrained(compress_exponent=0.5))
+    rng = np.random.default_rng(3)
+    items = [
+        {"beam": rng.standard_normal(4000) * 0.1, "ref": rng.standard_normal(4000) * 0.1,
+         "target": rng.standard_normal(4000) * scale}
+        for scale in (0.001, 0.003, 0.002)
+    ]  # fmt: skip
+
+    def median_level_db() -> float:
+        levels = [
+            20 * np.log10(np.std(enhance_arrays(model, it["beam"], it["ref"])) / np.std(it["target"])) for it in items
+        ]
+        return float(np.median(levels))
+
+    before = median_level_db()
+    gain_db = calibrate_output_level(model, items)
+    assert before > 20  # the outputs were far louder than these quiet targets
+    assert gain_db == pytest.approx(-before, abs=0.5)
+    assert abs(median_level_db()) < 0.05
+    assert calibrate_output_level(untrained(output_mode="mapping"), items) == 0.0  # cannot be rescaled: left alone

@@ -1,6 +1,7 @@
 """Real pruning: ASHA stops real `TorchTrainer` trials (tiny GSENet) mid-run, and everything that
 knows about a trial agrees: Tune's result, the Optuna study (PRUNED), the MLflow child (pruned,
-KILLED), and the cluster (its workers and placement group released)."""
+KILLED), the sweep's parent run (trials_pruned, results, plots) and the cluster (its workers and
+placement group released)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fixtures.mlflow_server import mlflow_server  # noqa: F401  (pytest fixture)
 from fixtures.ray_local import ray_local  # noqa: F401
 from fixtures.recordings import make_dataset
 from fixtures.sweeps import assert_resources_released, sweep_plan
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from gsenet import tracking
@@ -79,6 +81,20 @@ def test_asha_stops_real_trials_and_every_record_agrees(ray_local, mlflow_server
     for trial_id in pruned:
         assert runs[trial_id].data.tags[tracking.STATE_TAG] == "pruned"
         assert runs[trial_id].info.status == "KILLED"
+
+    complete = [t for t in by_trial.values() if t.state == TrialState.COMPLETE]
+    assert complete and all(max(t.intermediate_values) == EPOCHS for t in complete)  # only full trials
+    for trial_id, run in runs.items():  # every child closed in the state Optuna has
+        expected = "pruned" if trial_id in pruned else "completed"
+        assert run.data.tags[tracking.STATE_TAG] == expected
+        assert run.info.status == ("KILLED" if expected == "pruned" else "FINISHED")
+    client = MlflowClient(mlflow_server.uri)
+    parent = client.get_run(plan.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_pruned"] == len(pruned)
+    artifacts = {a.path for a in client.list_artifacts(plan.parent_run_id)}
+    assert {"results.csv", "plots", "search_space.yaml"} <= artifacts
+    plots = {Path(a.path).name for a in client.list_artifacts(plan.parent_run_id, "plots")}
+    assert {"optimization_history.html", "optimization_history.png"} <= plots
 
     assert_resources_released(total_cpus=2)  # the stopped trials' workers and placement groups
 

@@ -1,11 +1,8 @@
-"""Sweeps on a real local Ray cluster, a real MLflow server and SQLite Optuna studies.
-
-1. The Tune/Optuna/ASHA machinery with the surrogate trainable: ASHA-stopped trials are PRUNED in
-   the Optuna study, every trial is a closed MLflow child with its state, the parent has the report.
-2. The real path (gsenet.train's TorchTrainer per trial) with a driver killed mid-sweep by SIGKILL
-   and resumed: finished trials are not re-run, the unfinished one continues from its checkpoint,
-   the study keeps its history and the total stays num_samples; placement groups are released
-   and the next trial starts at once; the best model is registered with alias `best`.
+"""A real sweep (gsenet.train's TorchTrainer per trial, on a real local Ray cluster, a real MLflow
+server and a SQLite Optuna study) with its driver killed by SIGKILL mid-sweep and resumed: finished
+trials are not re-run, the unfinished one continues from its checkpoint, the study keeps its history
+and the total stays num_samples; placement groups are released and the next trial starts at once;
+the best model is registered with alias `best`. (ASHA pruning of real trials: test_pruning.py.)
 """
 
 from __future__ import annotations
@@ -27,9 +24,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from gsenet import tracking
-from search.space import load_space
-from search.surrogate import paced_surrogate
-from search.sweep import init_ray, load_plan, new_plan, run_sweep
+from gsenet.runtime import init_ray, shutdown_ray
+from search.sweep import load_plan, run_sweep
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,14 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One local Ray instance for the module: 2 CPUs, TRAIN_DRIVER, dashboard on (PG cleanup)."""
-    before = os.environ.get("RAY_API_SERVER_ADDRESS")
     init_ray(num_cpus=2)
     yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-    if before is None:
-        os.environ.pop("RAY_API_SERVER_ADDRESS", None)
-    else:
-        os.environ["RAY_API_SERVER_ADDRESS"] = before
+    shutdown_ray()
 
 
 @pytest.fixture(scope="module")
@@ -59,46 +50,6 @@ def dataset(tmp_path_factory):
 
 def children(uri: str, parent_run_id: str) -> dict[str, object]:
     return {r.data.tags[tracking.TRIAL_ID_TAG]: r for r in tracking.child_runs(uri, parent_run_id)}
-
-
-def test_asha_stopped_trials_are_pruned_in_optuna_and_mlflow(ray_cluster, mlflow_server, tmp_path):  # noqa: F811
-    space = load_space("smoke")
-    settings = space.settings(num_samples=8, max_concurrent=2, grace_period=1, reduction_factor=2, seed=1)
-    plan = new_plan(
-        space,
-        settings,
-        name="asha",
-        storage_path=str(tmp_path / "runs"),
-        cli_fixed={"train.epochs": 4},
-        mlflow_uri=mlflow_server.uri,
-    )
-    report = run_sweep(plan, trial_fn=paced_surrogate(0.05), interval_s=60)
-
-    study = optuna.load_study(study_name="asha", storage=plan.optuna_storage)
-    states = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
-    assert len(states) == 8
-    pruned = [t for t in states.values() if t.state == TrialState.PRUNED]
-    complete = [t for t in states.values() if t.state == TrialState.COMPLETE]
-    assert pruned and complete and len(pruned) + len(complete) == 8
-    assert all(max(t.intermediate_values) == 4 for t in complete)  # only full trials are COMPLETE
-    assert all(max(t.intermediate_values) < 4 for t in pruned)
-    by_row = {row["trial_id"]: row["state"] for row in report.rows}
-    assert {tid for tid, s in by_row.items() if s == "pruned"} == {t.user_attrs["ray_trial_id"] for t in pruned}
-
-    client = MlflowClient(mlflow_server.uri)
-    runs = children(mlflow_server.uri, plan.parent_run_id)
-    assert set(runs) == set(states)
-    for trial_id, run in runs.items():
-        expected = "pruned" if states[trial_id].state == TrialState.PRUNED else "completed"
-        assert run.data.tags[tracking.STATE_TAG] == expected
-        assert run.info.status == ("KILLED" if expected == "pruned" else "FINISHED")
-    parent = client.get_run(plan.parent_run_id)
-    assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["trials_pruned"] == len(pruned)
-    artifacts = {a.path for a in client.list_artifacts(plan.parent_run_id)}
-    assert {"results.csv", "plots", "search_space.yaml"} <= artifacts
-    plots = {Path(a.path).name for a in client.list_artifacts(plan.parent_run_id, "plots")}
-    assert {"optimization_history.html", "optimization_history.png", "parallel_coordinate.png"} <= plots
 
 
 def _wait_for(predicate, timeout: float, what: str, process: subprocess.Popen | None = None):

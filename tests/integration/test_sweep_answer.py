@@ -77,6 +77,20 @@ def val_si_sdr(model_source: str, data: Path, uri: str) -> float:
     return summarize(rows)["mean_si_sdr"]
 
 
+def output_level_db(model_source: str, data: Path, uri: str) -> float:
+    """Median over the validation recordings of 20 log10(rms(enhanced) / rms(target)), read with
+    soundfile and computed in NumPy (0 dB: the model speaks at its target's level)."""
+    model, _ = load_model(model_source, tracking_uri=uri)
+    levels = []
+    for folder in sorted(p for p in (data / "val").iterdir() if p.is_dir())[:VAL_RECORDINGS]:
+        beam, ref, target = (
+            sf.read(folder / f"{n}.wav", dtype="float64")[0] for n in ("channel_1", "channel_2", "ground_truth")
+        )
+        out = enhance_arrays(model, beam, ref).astype(np.float64)
+        levels.append(10 * np.log10(np.mean(out**2) / np.mean(target**2)))
+    return float(np.median(levels))
+
+
 def run_printed(command: str, cwd: Path) -> str:
     """Run a command line exactly as printed (absolute executables, no venv activation)."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "MLFLOW_TRACKING_URI")}
@@ -214,6 +228,10 @@ def test_gsenet_train_reports_what_evaluate_measures(ray_local, mlflow_server, d
     assert "models:/answer-train@best" in output  # the URI the run prints is the one that works
     best = max(m.value for m in history)
     assert val_si_sdr("models:/answer-train@best", dataset, mlflow_server.uri) == pytest.approx(best, abs=TOLERANCE_DB)
+    # The registered model speaks at its target's level (the scale-invariant losses leave it free;
+    # `gsenet train` re-levels the models it logs), and MLflow records the gain it applied.
+    assert abs(output_level_db("models:/answer-train@best", dataset, mlflow_server.uri)) < 1.0
+    assert "best_model_output_gain_db" in client.get_run(run.info.run_id).data.metrics
 
 
 def test_a_run_without_a_loadable_model_is_refused_not_registered(mlflow_server, tmp_path):  # noqa: F811
