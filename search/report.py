@@ -172,8 +172,12 @@ def register_best(report: SweepReport, uri: str, parent_run_id: str, model_name:
     try:
         if tracking.logged_model(uri, run_id) is None:
             checkpoint = report.best.get("checkpoint")
+            if checkpoint and checkpoint.startswith("gs://"):  # a gs:// sweep's: fetched (checksums verified on load)
+                from gsenet.model_files import download_stored_folder
+
+                checkpoint = str(download_stored_folder(checkpoint))
             if not checkpoint or "://" in checkpoint:
-                raise tracking.TrackingError(f"trial {trial_id} logged no model and has no local checkpoint left")
+                raise tracking.TrackingError(f"trial {trial_id} logged no model and has no checkpoint left")
             tracking.log_checkpoint_as_model(uri, run_id, checkpoint)
         report.model_uri, report.best["model_version"] = tracking.register_model(uri, run_id, model_name)
     except Exception as exc:

@@ -213,17 +213,25 @@ def test_sweep_on_gcs_with_two_worker_trials_resumes_and_registers_a_model(
     assert ended == {r["trial_id"] for r in report.rows}, timeline
 
 
-def test_a_checkpoint_in_the_bucket_is_named_only_when_complete_and_loads(gcs_emulator, tmp_path, monkeypatch):  # noqa: F811
+def test_a_checkpoint_in_the_bucket_is_named_only_when_complete_and_loads(
+    gcs_emulator,  # noqa: F811
+    mlflow_server,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
     """What the summary's "Best checkpoint" rests on, without a sweep: Ray's bucket-relative path
-    on a GCS filesystem becomes a gs:// URI, checked against the manifest in the bucket."""
+    on a GCS filesystem becomes a gs:// URI, checked against the manifest in the bucket; a best
+    trial that logged no model is registered from that checkpoint."""
     import torch
+    from mlflow.tracking import MlflowClient
 
+    from gsenet import tracking
     from gsenet.config import ExperimentConfig, apply_overrides, to_dict
     from gsenet.load import load_model
     from gsenet.model import GSENet
     from gsenet.storage import gcs_client, open_storage_filesystem, upload_directory
     from gsenet.train import save_checkpoint
-    from search.report import valid_checkpoint
+    from search.report import SweepReport, register_best, valid_checkpoint
 
     cfg = apply_overrides(ExperimentConfig(), {"model.widths": [4, 4, 8, 8, 8, 8], "model.dilation_depth": 1})
     torch.manual_seed(0)
@@ -246,4 +254,20 @@ def test_a_checkpoint_in_the_bucket_is_named_only_when_complete_and_loads(gcs_em
     assert loaded_cfg == cfg
     x = torch.randn(1, 4000)
     with torch.no_grad():
-        assert torch.equal(loaded(x, x), model.eval()(x, x))
+        expected = model.eval()(x, x)
+        assert torch.equal(loaded(x, x), expected)
+
+    parent = tracking.start_parent_run(mlflow_server.uri, "gsenet", "from-bucket", {}, "")
+    client = MlflowClient(mlflow_server.uri)
+    child = client.create_run(
+        client.get_run(parent).info.experiment_id,
+        run_name="trial-without-a-model",
+        tags={tracking.PARENT_TAG: parent, tracking.TRIAL_ID_TAG: "t1"},
+    )
+    best = {"trial_id": "t1", "val_si_sdr": 1.0, "checkpoint": "gs://checks/run/whole"}
+    report = SweepReport("from-bucket", "val_si_sdr", "max", [best], best)
+    register_best(report, mlflow_server.uri, parent, "from-bucket")
+    assert report.model_uri == "models:/from-bucket@best" and best["mlflow_run_id"] == child.info.run_id
+    registered, _ = load_model(report.model_uri, tracking_uri=mlflow_server.uri)
+    with torch.no_grad():
+        assert torch.equal(registered(x, x), expected)
