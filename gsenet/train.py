@@ -46,7 +46,10 @@ def default_run_name(cfg: ExperimentConfig) -> str:
         return cfg.train.name
     shaping = to_dict(cfg)
     shaping.pop("tracking")
-    for key in ("name", "storage_path", "max_failures"):
+    # Where and how it runs, not what it computes: a run resumed on a node with other CPUs or a GPU
+    # (a preempted spot VM replaced by another type) keeps its name, and so its checkpoints.
+    where = ("cpus_per_worker", "gpus_per_worker", "gpu_resource", "log_every", "preemption_check_every")
+    for key in ("name", "storage_path", "max_failures", *where):
         shaping["train"].pop(key)
     digest = hashlib.sha1(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
     return f"gsenet-{digest}"
