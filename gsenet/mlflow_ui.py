@@ -91,8 +91,11 @@ def sweep_links(uri: str, parent_run_id: str, sweep: str, metric: str, mode: str
     from mlflow.tracking import MlflowClient
 
     experiment_id = MlflowClient(tracking_uri=uri).get_run(parent_run_id).info.experiment_id
-    metrics = list(dict.fromkeys([metric, "val_si_sdr", "val_si_sdr_improvement"]))
-    view = trials_view(parent_run_id, metric, mode, params, metrics)
+    # Trials are ranked by their best epoch (gsenet.train logs best_<metric> each epoch); a plain
+    # metric column shows the last epoch's value.
+    best = f"best_{metric}"
+    metrics = list(dict.fromkeys([best, "best_epoch", metric, "val_si_sdr", "val_si_sdr_improvement"]))
+    view = trials_view(parent_run_id, best, mode, params, metrics)
     key = save_shared_view(uri, experiment_id, f"sweep {sweep}: trials", view)
     base, serve = browser_base(uri)
     lines = [f"  MLflow UI:        {serve}, then open:" if serve else "  MLflow UI:"]

@@ -47,7 +47,10 @@ def default_run_name(cfg: ExperimentConfig) -> str:
         return cfg.train.name
     shaping = to_dict(cfg)
     shaping.pop("tracking")
-    for key in ("name", "storage_path", "max_failures"):
+    # Where and how it runs, not what it computes: a run resumed on a node with other CPUs or a GPU
+    # (a preempted spot VM replaced by another type) keeps its name, and so its checkpoints.
+    where = ("cpus_per_worker", "gpus_per_worker", "gpu_resource", "log_every", "preemption_check_every")
+    for key in ("name", "storage_path", "max_failures", *where):
         shaping["train"].pop(key)
     digest = hashlib.sha1(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
     return f"gsenet-{digest}"
@@ -372,6 +375,7 @@ class Progress:
     batch: int = 0  # batches of `epoch` already trained (mid-epoch checkpoints)
     best_val_loss: float = math.inf
     best_score: float | None = None  # best train.checkpoint_metric so far (the best_model's)
+    best_epoch: int = 0  # the epoch that scored it (0: none yet)
     last_val: dict = dataclasses.field(default_factory=dict)  # the last validation's metrics (preemption report)
     generation: int = 0  # times the run fell back past a corrupt checkpoint (new folders get _g<n>)
 
@@ -689,7 +693,7 @@ def end_epoch(worker: Worker, stats: EpochStats) -> None:
     progress.last_val = {k: float(v) for k, v in val.items()}
     progress.best_val_loss = min(progress.best_val_loss, val["val_loss"])
     if progress.improves(val[cfg.train.checkpoint_metric], cfg.train.resolved_checkpoint_mode()):
-        progress.best_score = val[cfg.train.checkpoint_metric]
+        progress.best_score, progress.best_epoch = val[cfg.train.checkpoint_metric], epoch
         worker.best_state = cpu_state(worker.bare) if worker.rank == 0 else None
     metrics = epoch_metrics(worker, epoch, stats, val)
     if worker.logger is not None:
@@ -706,6 +710,11 @@ def end_epoch(worker: Worker, stats: EpochStats) -> None:
     report(worker, metrics, with_checkpoint=True)
 
 
+def best_metric_name(metric: str) -> str:
+    """The per-epoch metric holding the best `metric` so far, e.g. best_val_si_sdr."""
+    return f"best_{metric}"
+
+
 def epoch_metrics(worker: Worker, epoch: int, stats: EpochStats, val: dict) -> dict:
     """What each epoch reports: training figures, speed (per worker) and the validation metrics."""
     metrics = M.disjoint_union(
@@ -720,6 +729,10 @@ def epoch_metrics(worker: Worker, epoch: int, stats: EpochStats, val: dict) -> d
         },
         val,
     )
+    best_name = best_metric_name(worker.cfg.train.checkpoint_metric)
+    if worker.progress.best_score is not None:  # what a sweep ranks a trial by: its best epoch
+        metrics["best_epoch"] = worker.progress.best_epoch
+        metrics.setdefault(best_name, worker.progress.best_score)  # best_val_loss is there already
     per_worker = metrics["audio_seconds_per_second"] / worker.world
     metrics["train_gflop_per_second"] = per_worker * worker.flops_per_audio_second / 1e9
     metrics["matmul_peak_fraction"] = metrics["train_gflop_per_second"] * 1e9 / worker.peak_flops  # per worker

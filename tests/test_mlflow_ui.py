@@ -93,3 +93,22 @@ def test_gsenet_commands_silence_mlflows_own_links_without_the_mode():
 
     assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
     assert MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.get() is True
+
+
+def test_the_trials_link_ranks_trials_by_their_best_epoch(tmp_path):
+    """The sweep ranks a trial by its best epoch; the runs table shows a metric's last value, so the
+    saved view orders by (and shows first) best_<metric>, which gsenet.train logs every epoch."""
+    from urllib.parse import parse_qs, urlparse
+
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    parent = client.create_run(client.create_experiment("links")).info.run_id
+    lines = mlflow_ui.sweep_links(uri, parent, "s1", "val_si_sdr", "max", ["optim.lr"])
+    link = next(line.split("trials:", 1)[1].strip() for line in lines if "trials:" in line)
+    key = parse_qs(urlparse(link.replace("#/", "")).query)["viewStateShareKey"][0]
+    experiment = client.get_run(parent).info.experiment_id
+    view = json.loads(json.loads(client.get_experiment(experiment).tags[mlflow_ui.SHARED_VIEW_TAG + key])["state"])
+    assert view["orderByKey"] == "metrics.`best_val_si_sdr`" and view["orderByAsc"] is False
+    assert view["selectedColumns"][:3] == ["metrics.`best_val_si_sdr`", "metrics.`best_epoch`", "metrics.`val_si_sdr`"]

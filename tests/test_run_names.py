@@ -42,3 +42,18 @@ def test_experiment_kind_run_name_and_note(tmp_path):
     assert run.info.run_name == "t03 w0.5 d2"
     assert run.data.tags["mlflow.note.content"] == note
     name_run("sqlite:///" + str(tmp_path / "missing" / "x.db"), run_id, "t04")  # best effort: warns, no raise
+
+
+def test_a_runs_default_name_depends_on_what_it_computes_not_where_it_runs():
+    from gsenet.config import ExperimentConfig
+    from gsenet.train import default_run_name
+
+    base = default_run_name(ExperimentConfig())
+    elsewhere = ExperimentConfig()
+    elsewhere.train.cpus_per_worker, elsewhere.train.gpus_per_worker, elsewhere.train.log_every = 8.0, 1.0, 5
+    assert default_run_name(elsewhere) == base  # resumed on another node type: same run, same checkpoints
+    different = ExperimentConfig()
+    different.optim.lr *= 2
+    assert default_run_name(different) != base and base.startswith("gsenet-")
+    different.train.name = "mine"
+    assert default_run_name(different) == "mine"

@@ -175,6 +175,12 @@ def test_every_figure_in_the_summary_matches_mlflow(sweep, mlflow_server):  # no
     for rank, row in enumerate(report.rows, 1):
         history = {m.step: m.value for m in client.get_metric_history(runs[row["trial_id"]].info.run_id, "val_si_sdr")}
         assert row["val_si_sdr"] == pytest.approx(max(history.values()), abs=1e-6)
+        # the runs table's best_val_si_sdr column (its last value) is that best, at the epoch it names
+        metrics = client.get_run(runs[row["trial_id"]].info.run_id).data.metrics
+        assert metrics["best_val_si_sdr"] == pytest.approx(max(history.values()), abs=1e-6)
+        epochs = {m.step: m.value for m in client.get_metric_history(runs[row["trial_id"]].info.run_id, "epoch")}
+        best_step = max(history, key=lambda k: (history[k], -k))
+        assert metrics["best_epoch"] == epochs[best_step]
         line = next(li for li in printed.splitlines() if li.strip().startswith(f"{rank}. {row['trial_id']}"))
         shown = float(re.search(r"val_si_sdr=(\S+)", line).group(1))
         assert shown == pytest.approx(row["val_si_sdr"], abs=1e-3)
