@@ -88,7 +88,7 @@ def test_zero_weight_terms_are_not_computed(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a zero-weight term was computed")
 
-    monkeypatch.setattr(losses, "multires_stft_loss", boom)
+    monkeypatch.setattr(losses.LossInputs, "multires_stft", boom)
     total, terms = GSENetLoss(LossConfig(multires_stft=0.0, si_sdr=0.5))(torch.randn(1, 4000), torch.randn(1, 4000))
     assert set(terms) == {"compressed_spectral", "si_sdr"}
     assert torch.isfinite(total)
@@ -224,3 +224,74 @@ def test_the_loss_term_registry_is_one_list_that_every_reader_follows():
         assert f"loss.{name}" in space.warnings(SweepSettings(metric="val_loss"))[0]
     with pytest.raises(Exception, match="loss: at least one weight"):
         LossConfig(**{name: 0.0 for name in LOSS_TERMS}).validate()
+
+
+# ----------------------------------------------------------------------------------------------
+# The fast loss (shared spectra, written-out backward) == a plain per-example computation
+# ----------------------------------------------------------------------------------------------
+def reference_loss(estimate, target, lengths, cfg: LossConfig):
+    """GSENetLoss written out one example at a time with autograd: the valid part only, frames
+    listed one by one (those starting inside the example and ending inside the padded batch)."""
+    from gsenet.metrics import RESIDUAL_FLOOR, SILENCE_FLOOR, ZERO_GUARD
+
+    totals = []
+    padded = max(estimate.shape[1], max(n for n, _ in cfg.stft_resolutions))
+    for b, n in enumerate(lengths.tolist()):
+        est, tgt = estimate[b, :n], target[b, :n]
+        scaled = est * torch.dot(est, tgt) / (torch.dot(est, est) + ZERO_GUARD) if cfg.scale_invariant else est
+
+        def spectra(x, n_fft, hop, n=n):
+            signal = torch.cat([x, x.new_zeros(padded - n)])
+            last = (max(estimate.shape[1], n_fft) - n_fft) // hop  # frames the padded batch has
+            frames = [signal[t * hop : t * hop + n_fft] for t in range(last + 1) if t * hop < n]
+            spec = torch.fft.rfft(torch.stack(frames) * torch.hann_window(n_fft, dtype=x.dtype))
+            return spec, (spec.real**2 + spec.imag**2 + 1e-8).sqrt()
+
+        multires = 0.0
+        for n_fft, hop in cfg.stft_resolutions:
+            (_, e), (_, t) = spectra(scaled, n_fft, hop), spectra(tgt, n_fft, hop)
+            convergence = ((t - e).pow(2).sum() + 1e-8).sqrt() / (t.pow(2).sum() + 1e-8).sqrt()
+            floor = 10 ** (cfg.log_floor_db / 20) * t.max() + 1e-8
+            multires = multires + convergence + (torch.log(e + floor) - torch.log(t + floor)).abs().mean()
+        (es, e), (ts, t) = spectra(scaled, 512, 128), spectra(tgt, 512, 128)
+        p, w = cfg.compress_exponent, cfg.compressed_magnitude_weight
+        magnitude_part = (e**p - t**p).pow(2).mean()
+        complex_part = (es * e ** (p - 1) - ts * t ** (p - 1)).abs().pow(2).mean()
+        compressed = (w * magnitude_part + (1 - w) * complex_part) / ((t**p).pow(2).mean() + 1e-8)
+        est0, tgt0 = est - est.mean(), tgt - tgt.mean()
+        energy = tgt0.pow(2).sum() + ZERO_GUARD
+        projection = torch.dot(est0, tgt0) / energy * tgt0
+        signal, noise = projection.pow(2).sum(), (est0 - projection).pow(2).sum()
+        sdr = 10 * torch.log10((signal + SILENCE_FLOOR * energy) / (noise + RESIDUAL_FLOOR * energy))
+        multires = multires / len(cfg.stft_resolutions)
+        totals.append(cfg.multires_stft * multires + cfg.compressed_spectral * compressed - cfg.si_sdr * sdr / 10)
+    return torch.stack(totals).mean()
+
+
+@pytest.mark.parametrize(
+    "time, lengths, overrides",
+    [
+        (5000, [5000, 3700, 2100, 900], {}),
+        (5000, [4100, 5000, 1300], {"scale_invariant": False, "compressed_magnitude_weight": 0.4, "si_sdr": 0.3}),
+        (1500, [1500, 700], {"log_floor_db": -60.0}),  # shorter than the largest FFT
+        (3000, [3000, 2500], {"stft_resolutions": ((511, 100), (300, 128))}),  # odd n_fft, hop not dividing it
+    ],
+)
+def test_loss_and_gradient_equal_a_plain_per_example_computation(time, lengths, overrides):
+    cfg = LossConfig(**overrides)
+    torch.manual_seed(5)
+    target = torch.randn(len(lengths), time, dtype=torch.float64)
+    estimate = (target + torch.randn_like(target)).requires_grad_()
+    lengths = torch.tensor(lengths)
+    with torch.no_grad():  # garbage on the padding: the loss must not see it
+        for b, n in enumerate(lengths.tolist()):
+            target[b, n:] = 3.0
+    total, _ = GSENetLoss(cfg)(estimate, target, lengths)
+    (grad,) = torch.autograd.grad(total, estimate)
+    expected = reference_loss(estimate, target, lengths, cfg)
+    (expected_grad,) = torch.autograd.grad(expected, estimate)
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-5 * float(expected_grad.abs().max()))
+    # float32 (what training uses) agrees too
+    total32, _ = GSENetLoss(cfg)(estimate.detach().float().requires_grad_(), target.float(), lengths)
+    torch.testing.assert_close(total32.double(), expected, rtol=1e-4, atol=0)
