@@ -16,6 +16,7 @@ RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray binds
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"  # where Ray's State API client (and Train's PG cleaner) ask
 _pinned_api_server: list[str | None] = []  # what API_SERVER_ENV was before init_ray set it (shutdown_ray)
 
+RETRY_WINDOW_ENV = "GSENET_MLFLOW_RETRY_WINDOW_S"  # how long an MLflow outage is ridden out (gsenet.tracking)
 # MLflow's HTTP client retries for minutes by default; a training worker should warn and move on.
 WORKER_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 # Train V2 routes a worker's print() to its logger *and* to the wrapped stdout: every line twice.
@@ -88,7 +89,5 @@ def shutdown_ray() -> None:
 
 def worker_env() -> dict[str, str]:
     """WORKER_ENV plus the MLflow outage window when the driver's environment sets it."""
-    from gsenet.tracking import RETRY_WINDOW_ENV
-
     extra = {RETRY_WINDOW_ENV: os.environ[RETRY_WINDOW_ENV]} if os.environ.get(RETRY_WINDOW_ENV) else {}
     return {**WORKER_ENV, **extra}

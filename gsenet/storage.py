@@ -308,3 +308,26 @@ def open_storage_filesystem(uri: str):
     else:
         fs = pyarrow.fs.GcsFileSystem()  # Application Default Credentials
     return fs, "/".join(x for x in (bucket, prefix) if x)
+
+
+# ----------------------------------------------------------------------------------------------
+# Small text files (sweep state, timelines) at a local path or gs://bucket/object
+# ----------------------------------------------------------------------------------------------
+def exists_at(uri: str) -> bool:
+    import pyarrow.fs
+
+    fs, path = open_storage_filesystem(uri)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def read_text_at(uri: str) -> str:
+    fs, path = open_storage_filesystem(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def write_text_at(uri: str, text: str) -> None:
+    fs, path = open_storage_filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())

@@ -39,6 +39,7 @@ import mlflow.pyfunc
 import numpy as np
 
 from gsenet.errors import TrackingError, TrackingUnreachableError
+from gsenet.runtime import RETRY_WINDOW_ENV  # re-exported: tests and callers import it from here
 
 log = logging.getLogger("gsenet.tracking")
 
@@ -317,7 +318,6 @@ def log_metrics(uri: str, run_id: str, metrics: dict[str, float]) -> None:
 # ----------------------------------------------------------------------------------------------
 # Rank 0: a logger that never blocks or fails training
 # ----------------------------------------------------------------------------------------------
-RETRY_WINDOW_ENV = "GSENET_MLFLOW_RETRY_WINDOW_S"  # how long an MLflow outage is ridden out
 DEFAULT_RETRY_WINDOW_S = 600.0
 # MLflow answers for requests that are wrong, not for an outage: retrying them cannot help.
 _PERMANENT_MLFLOW_ERRORS = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_DOES_NOT_EXIST", "INVALID_STATE"}

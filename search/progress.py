@@ -72,10 +72,10 @@ class SweepMonitor(Callback):
     def setup(self, **info: Any) -> None:
         self._reset()  # also after a resume: the budget and the table restart with this driver
         if self.timeline_path and "://" in self.timeline_path:  # gs:// sweep storage
-            from search.sweep import _exists, _read_text
+            from gsenet.storage import exists_at, read_text_at
 
-            if _exists(self.timeline_path):
-                self.events = json.loads(_read_text(self.timeline_path))
+            if exists_at(self.timeline_path):
+                self.events = json.loads(read_text_at(self.timeline_path))
         elif self.timeline_path and Path(self.timeline_path).is_file():
             self.events = json.loads(Path(self.timeline_path).read_text())
 
@@ -120,10 +120,10 @@ class SweepMonitor(Callback):
     def _save_timeline(self) -> None:
         self.last_save = time.time()
         if self.timeline_path and "://" in self.timeline_path:
-            from search.sweep import _write_text
+            from gsenet.storage import write_text_at
 
             try:  # one object upload: all or nothing, like the rename below
-                _write_text(self.timeline_path, json.dumps(self.events))
+                write_text_at(self.timeline_path, json.dumps(self.events))
             except OSError as exc:  # a storage hiccup must not take the sweep down; the next save retries
                 logger.warning("could not save the trial timeline to %s: %s", self.timeline_path, exc)
         elif self.timeline_path:

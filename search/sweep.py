@@ -25,6 +25,9 @@ from typing import Any
 from gsenet import tracking
 from gsenet.errors import GSENetError
 from gsenet.runtime import DEFAULT_STORAGE, DRIVER_RESOURCE  # DRIVER_RESOURCE: where trial drivers run
+from gsenet.storage import exists_at as _exists
+from gsenet.storage import read_text_at as _read_text
+from gsenet.storage import write_text_at as _write_text
 from search.space import SearchSpace, SweepSettings, describe, parse_space
 
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own process: no CPU, pinned
@@ -285,26 +288,6 @@ def ray_storage(uri: str):
     if "://" not in uri:
         return uri, None
     return _fs(uri)[::-1]
-
-
-def _exists(uri: str) -> bool:
-    import pyarrow.fs
-
-    fs, path = _fs(uri)
-    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
-
-
-def _read_text(uri: str) -> str:
-    fs, path = _fs(uri)
-    with fs.open_input_stream(path) as f:
-        return f.read().decode()
-
-
-def _write_text(uri: str, text: str) -> None:
-    fs, path = _fs(uri)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(text.encode())
 
 
 # ----------------------------------------------------------------------------------------------
