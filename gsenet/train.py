@@ -50,6 +50,7 @@ def default_run_name(cfg: ExperimentConfig) -> str:
     # Where and how it runs, not what it computes: a run resumed on a node with other CPUs or a GPU
     # (a preempted spot VM replaced by another type) keeps its name, and so its checkpoints.
     where = ("cpus_per_worker", "gpus_per_worker", "gpu_resource", "log_every", "preemption_check_every")
+    where += ("checkpoint_every", "trace_dir")  # how often it saves and what it logs of itself
     for key in ("name", "storage_path", "max_failures", *where):
         shaping["train"].pop(key)
     digest = hashlib.sha1(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:10]
