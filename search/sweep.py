@@ -33,6 +33,7 @@ TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own proc
 TRIAL_DRIVER_RETRIES = 5
 TRANSIENT_BACKOFF_S = 10.0  # a transiently failed trial driver waits this x attempt (at most 3x) before Tune retries
 STATE_FILE = "sweep.json"
+DRIVER_FILE = "driver.json"  # who drives the sweep now (search/resume.py)
 
 
 class SweepError(GSENetError):
@@ -460,6 +461,32 @@ def run_sweep(
     interval_s: float = 20.0,
 ):
     """Start (or resume) the sweep, wait for it, then report. Returns a `search.report.SweepReport`."""
+    driver = claim_sweep(plan, resume)
+    try:
+        return drive_sweep(plan, resume, trial_fn, address, num_cpus, interval_s)
+    finally:
+        driver.ended = True
+        with contextlib.suppress(Exception):  # never hide the sweep's own error behind this note
+            _write_text(f"{plan.experiment_path}/{DRIVER_FILE}", json.dumps(dataclasses.asdict(driver)))
+
+
+def claim_sweep(plan: SweepPlan, resume: bool):
+    """Record this process as the sweep's driver (search/resume.py); on resume, first refuse a live
+    driver and stop what a killed one left running. Before Ray starts: its processes carry our token."""
+    from search.resume import DriverRecord, take_over, this_driver
+
+    path = f"{plan.experiment_path}/{DRIVER_FILE}"
+    if resume and _exists(path):
+        take_over(DriverRecord(**json.loads(_read_text(path))), plan.name)
+    driver = this_driver()
+    _write_text(path, json.dumps(dataclasses.asdict(driver)))
+    return driver
+
+
+def drive_sweep(
+    plan: SweepPlan, resume: bool, trial_fn: Callable | None, address: str, num_cpus: int | None, interval_s: float
+):
+    """run_sweep's work, once this process is the sweep's recorded driver."""
     from search.progress import SweepMonitor
 
     init_ray(address, num_cpus)

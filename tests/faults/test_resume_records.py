@@ -1,16 +1,32 @@
-"""The searcher's side of `--resume` (no Ray needed): a restored searcher takes over the
-suggestions a killed driver made after its last save, and knows the trials that driver finished."""
+"""The searcher's and the driver's side of `--resume` (no Ray needed): a restored searcher takes over
+the suggestions a killed driver made after its last save, and knows the trials that driver finished;
+a resumed driver refuses to run beside a live one and stops what a killed one left running."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import subprocess
+import sys
+import time
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
-from search.resume import FINAL_RESULT_ATTR
+from search.resume import (
+    DRIVER_TOKEN_ENV,
+    FINAL_RESULT_ATTR,
+    DriverRecord,
+    processes_of,
+    start_ticks,
+    take_over,
+    this_host,
+)
 from search.searcher import make_searcher
 from search.space import load_space
+from search.sweep import SweepError
 
 
 def test_a_restored_searcher_reuses_orphan_suggestions_and_skips_finished_trials(tmp_path):
@@ -37,3 +53,39 @@ def test_a_restored_searcher_reuses_orphan_suggestions_and_skips_finished_trials
     assert set(by_id) == {"a", "b", "d"}
     assert by_id["a"].state == TrialState.PRUNED
     assert json.loads(by_id["a"].user_attrs[FINAL_RESULT_ATTR]) == {"epoch": 1.0, "val_si_sdr": 3.0}
+
+
+def _process(token: str) -> subprocess.Popen:
+    """A stand-in for one of a driver's local Ray processes: it carries the driver's token."""
+    env = {**os.environ, DRIVER_TOKEN_ENV: token}
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)
+
+
+def test_a_resumed_driver_refuses_a_live_one_and_stops_what_a_killed_one_left_running(capsys):
+    driver = _process("driver-only")
+    killed = _process("other")
+    killed.kill()
+    killed.wait()
+    orphan, stranger = _process("t-killed"), _process("t-someone-else")
+    try:
+        while not processes_of("t-killed"):  # its environment is readable once exec'd
+            time.sleep(0.05)
+        live = DriverRecord(host=this_host(), pid=driver.pid, started=start_ticks(driver.pid), token="driver-only")
+        with pytest.raises(
+            SweepError, match=rf"still running: its driver \(pid {driver.pid}\) is alive.*kill {driver.pid}"
+        ):
+            take_over(live, "s")
+        take_over(dataclasses.replace(live, ended=True), "s")  # a notebook that ran the sweep and moved on
+        assert driver.poll() is None
+
+        dead = DriverRecord(host=this_host(), pid=killed.pid, started=1, token="t-killed")
+        take_over(dead, "s")
+        assert orphan.wait(30) is not None  # stopped (SIGTERM) ...
+        assert stranger.poll() is None  # ... and nothing else
+        assert f"pids {orphan.pid}); stopping them" in capsys.readouterr().out
+        take_over(dead, "s")  # nothing left: nothing to say
+        assert capsys.readouterr().out == ""
+    finally:
+        for p in (driver, orphan, stranger):
+            p.kill()
+            p.wait()
