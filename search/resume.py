@@ -16,6 +16,7 @@ by the trials and the driver's callback). Whatever the moment of the kill:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -123,12 +124,10 @@ def fail_leftovers(plan: Any) -> int:
 # ----------------------------------------------------------------------------------------------
 # A SIGKILLed `gsenet search` leaves the local Ray it started behind for seconds to a minute (Train
 # workers mid-epoch, agents): a `--resume` started at once would share the MLflow runs and storage
-# with that orphan. So each driver writes driver.json (host, pid, a token) beside sweep.json and
-# sets the token in its environment before starting Ray, which every local Ray process inherits; a
-# resumed driver refuses to run beside a live driver and stops what is left of a dead one first.
-DRIVER_TOKEN_ENV = "GSENET_SWEEP_DRIVER"
-
-
+# with that orphan. So each driver writes driver.json (host, pid, the session folder of the local Ray
+# it started) beside sweep.json; a resumed driver refuses to run beside a live driver and first
+# stops what is left of a dead one's Ray: every process of it holds files of that session folder
+# open (its logs), whatever its title (Ray's setproctitle clobbers /proc/PID/cmdline and environ).
 @dataclass
 class DriverRecord:
     """Who runs (or ran) a sweep: enough to tell whether it is alive and to find its processes."""
@@ -136,8 +135,23 @@ class DriverRecord:
     host: str  # hostname + boot id: a pid means nothing on another machine or after a reboot
     pid: int
     started: int  # the pid's start time (clock ticks since boot): a reused pid is not the driver
-    token: str  # GSENET_SWEEP_DRIVER of the driver and of every local Ray process it started
+    ray_session: str = ""  # session folder of the local Ray it started; "" if it joined a cluster
     ended: bool = False  # run_sweep returned or raised (a live process that is no longer driving)
+
+    @classmethod
+    def from_json(cls, text: str) -> DriverRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+def local_ray_session() -> str:
+    """The session folder of the Ray this process started ("" if it cannot tell)."""
+    try:
+        import ray
+
+        return ray._private.worker._global_node.get_session_dir_path()  # no public API names it
+    except Exception:
+        return ""
 
 
 def this_host() -> str:
@@ -159,34 +173,28 @@ def start_ticks(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])
 
 
-def this_driver() -> DriverRecord:
-    """The record of this process as a sweep's driver; sets its token for the Ray it starts."""
+def this_driver(ray_session: str) -> DriverRecord:
+    """The record of this process as a sweep's driver (`ray_session`: see DriverRecord)."""
     import os
-    import uuid
 
     pid = os.getpid()
-    token = os.environ.get(DRIVER_TOKEN_ENV, "")
-    if not token.startswith(f"{pid}-"):  # inherited from a parent, or none: this process's own
-        token = f"{pid}-{uuid.uuid4().hex[:12]}"
-        os.environ[DRIVER_TOKEN_ENV] = token  # kept: a Ray started earlier by this process has it
-    return DriverRecord(host=this_host(), pid=pid, started=start_ticks(pid) or 0, token=token)
+    return DriverRecord(host=this_host(), pid=pid, started=start_ticks(pid) or 0, ray_session=ray_session)
 
 
-def processes_of(token: str) -> list[int]:
-    """Live processes (but this one) whose environment carries the driver token `token`."""
+def processes_of(session: str) -> list[int]:
+    """Live processes (but this one) holding a file of the Ray session folder `session` open."""
     import os
     from pathlib import Path
 
-    marker = f"{DRIVER_TOKEN_ENV}={token}\0".encode()
+    inside = session.rstrip("/") + "/"
     found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        pid = int(environ.parent.name)
-        try:
-            hit = pid != os.getpid() and marker in environ.read_bytes()
-        except OSError:  # gone, or another user's
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        pid = int(fds.parent.name)
+        if pid == os.getpid():
             continue
-        if hit and start_ticks(pid) is not None:
-            found.append(pid)
+        with contextlib.suppress(OSError):  # gone, or another user's
+            if any(os.readlink(fd).startswith(inside) for fd in fds.iterdir()) and start_ticks(pid) is not None:
+                found.append(pid)
     return found
 
 
@@ -194,8 +202,8 @@ def driver_alive(record: DriverRecord) -> bool:
     return record.host == this_host() and record.started != 0 and start_ticks(record.pid) == record.started
 
 
-def stop_processes(pids: list[int], token: str, grace_s: float = 5.0, timeout_s: float = 60.0) -> list[int]:
-    """SIGTERM, then after `grace_s` SIGKILL, the processes of `token`; returns those still alive."""
+def stop_processes(pids: list[int], session: str, grace_s: float = 5.0, timeout_s: float = 60.0) -> list[int]:
+    """SIGTERM, then after `grace_s` SIGKILL, the processes of `session`; returns those still alive."""
     import os
     import signal
     import time
@@ -209,7 +217,7 @@ def stop_processes(pids: list[int], token: str, grace_s: float = 5.0, timeout_s:
         time.sleep(0.2)
         if time.monotonic() > term_until:
             sig = signal.SIGKILL
-        pids = processes_of(token)
+        pids = processes_of(session)
     return pids
 
 
@@ -230,12 +238,14 @@ def take_over(previous: DriverRecord, sweep: str) -> None:
             f"sweep {sweep!r} is still running: its driver (pid {previous.pid}) is alive; "
             f"let it finish or stop it (kill {previous.pid}), then --resume {sweep}"
         )
+    if not previous.ray_session:
+        return  # it joined a cluster: Ray ends a dead driver's trials there
     if previous.host != this_host():
         print(
             f"resume: the last driver ran on {previous.host.split('/')[0]}; its processes are not checked", flush=True
         )
         return
-    left = processes_of(previous.token)
+    left = processes_of(previous.ray_session)
     if not left:
         return
     print(
@@ -243,7 +253,7 @@ def take_over(previous: DriverRecord, sweep: str) -> None:
         f"{' '.join(map(str, sorted(left)))}); stopping them so they cannot train or log into this sweep",
         flush=True,
     )
-    still = stop_processes(left, previous.token)
+    still = stop_processes(left, previous.ray_session)
     if still:
         pids = " ".join(map(str, sorted(still)))
         raise SweepError(

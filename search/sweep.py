@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -461,7 +463,7 @@ def run_sweep(
     interval_s: float = 20.0,
 ):
     """Start (or resume) the sweep, wait for it, then report. Returns a `search.report.SweepReport`."""
-    driver = claim_sweep(plan, resume)
+    driver = claim_sweep(plan, resume, address, num_cpus)
     try:
         return drive_sweep(plan, resume, trial_fn, address, num_cpus, interval_s)
     finally:
@@ -470,15 +472,18 @@ def run_sweep(
             _write_text(f"{plan.experiment_path}/{DRIVER_FILE}", json.dumps(dataclasses.asdict(driver)))
 
 
-def claim_sweep(plan: SweepPlan, resume: bool):
-    """Record this process as the sweep's driver (search/resume.py); on resume, first refuse a live
-    driver and stop what a killed one left running. Before Ray starts: its processes carry our token."""
-    from search.resume import DriverRecord, take_over, this_driver
+def claim_sweep(plan: SweepPlan, resume: bool, address: str, num_cpus: int | None):
+    """Start Ray and record this process as the sweep's driver (search/resume.py); on resume, first
+    refuse a live driver and stop what a killed one's local Ray left running."""
+    from search.resume import DriverRecord, local_ray_session, take_over, this_driver
 
     path = f"{plan.experiment_path}/{DRIVER_FILE}"
     if resume and _exists(path):
-        take_over(DriverRecord(**json.loads(_read_text(path))), plan.name)
-    driver = this_driver()
+        take_over(DriverRecord.from_json(_read_text(path)), plan.name)
+    ray = sys.modules.get("ray")  # imported by init_ray, after it pins Ray to loopback
+    ours = not (address or os.environ.get("RAY_ADDRESS") or (ray is not None and ray.is_initialized()))
+    init_ray(address, num_cpus)
+    driver = this_driver(local_ray_session() if ours else "")  # "": not ours to stop, ever
     _write_text(path, json.dumps(dataclasses.asdict(driver)))
     return driver
 
