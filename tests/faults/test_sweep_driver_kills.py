@@ -20,7 +20,6 @@ from faults.scenarios import MAX_EPOCHS, NUM_SAMPLES, driver_kills
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(1200),
-    pytest.mark.skip(reason="reworked harness: green once (2026-12-01 17:35), unskipped after 3 green runs in a row"),
 ]
 # Three of the four moments, in the order one 3-trial sweep (one trial at a time) meets them:
 # right after the second trial's prune, before the third trial's first report, during its final
