@@ -26,11 +26,12 @@ STEPS_PER_EPOCH = 2  # of the scenarios' tiny sweep (faults.scenarios.SWEEP_SPAC
 def driver_rows(folder: Path, dataset: Path) -> list[tuple]:
     from faults.scenarios import NUM_SAMPLES, driver_kills
 
-    points = ("first_report", "mid_trial", "after_prune", "final_report")
+    points = ("after_prune", "first_report", "mid_trial", "final_report")  # all four, in the order they come
     outcome = driver_kills(folder / "driver", dataset, points)
     running = sum(t["state"] == "RUNNING" for t in outcome.optuna)
     ids = {t["ray_trial_id"] for t in outcome.optuna}
     finished_ok = outcome.returncode == 0 and len(outcome.optuna) == NUM_SAMPLES and not running
+    finished_ok = finished_ok and not outcome.left_behind  # no process of a killed driver outlived the sweep
     rerun = sum(
         len(outcome.epochs_trained.get(tid, [])) != n
         for at_kill in outcome.finished_at_kill
@@ -38,9 +39,12 @@ def driver_rows(folder: Path, dataset: Path) -> list[tuple]:
     )
     retrained = sum(len(e) - len(set(e)) for tid, e in outcome.epochs_trained.items() if tid in ids)
     rows = []
-    for (point, after_s), recover in zip(outcome.kills, outcome.recover_s, strict=False):
-        recovered = finished_ok and recover is not None
-        rows.append((f"sweep driver SIGKILL ({point}, {after_s:.0f} s in)", recovered, "-", "-", recover))
+    kills = zip(outcome.kills, outcome.recover_s, outcome.orphans_at_start, outcome.orphans_at_progress, strict=False)
+    for (point, after_s), recover, left, still in kills:
+        # recovered: the sweep ended right, moved on after this kill, and nothing of the killed driver ran by then
+        recovered = finished_ok and recover is not None and still == 0
+        name = f"sweep driver SIGKILL ({point}, {after_s:.0f} s in; {left} of its processes left, {still} at progress)"
+        rows.append((name, recovered, "-", "-", recover))
     for point in outcome.missed:
         rows.append((f"sweep driver SIGKILL ({point})", None, "-", "-", None))
     lost = max(0, NUM_SAMPLES - len(ids)) + running

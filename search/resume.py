@@ -15,6 +15,8 @@ by the trials and the driver's callback). Whatever the moment of the kill:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -115,3 +117,146 @@ def fail_leftovers(plan: Any) -> int:
         except Exception as exc:  # finished meanwhile by someone else: nothing to do
             logger.warning("could not close Optuna trial %d: %s", t.number, exc)
     return len(left)
+
+
+# ----------------------------------------------------------------------------------------------
+# The killed driver's own processes: a local Ray outlives its driver for a while
+# ----------------------------------------------------------------------------------------------
+# A SIGKILLed `gsenet search` leaves the local Ray it started behind for seconds to a minute (Train
+# workers mid-epoch, agents): a `--resume` started at once would share the MLflow runs and storage
+# with that orphan. So each driver writes driver.json (host, pid, the session folder of the local Ray
+# it started) beside sweep.json; a resumed driver refuses to run beside a live driver and first
+# stops what is left of a dead one's Ray: every process of it holds files of that session folder
+# open (its logs), whatever its title (Ray's setproctitle clobbers /proc/PID/cmdline and environ).
+@dataclass
+class DriverRecord:
+    """Who runs (or ran) a sweep: enough to tell whether it is alive and to find its processes."""
+
+    host: str  # hostname + boot id: a pid means nothing on another machine or after a reboot
+    pid: int
+    started: int  # the pid's start time (clock ticks since boot): a reused pid is not the driver
+    ray_session: str = ""  # session folder of the local Ray it started; "" if it joined a cluster
+    ended: bool = False  # run_sweep returned or raised (a live process that is no longer driving)
+
+    @classmethod
+    def from_json(cls, text: str) -> DriverRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
+
+
+def local_ray_session() -> str:
+    """The session folder of the Ray this process started ("" if it cannot tell)."""
+    try:
+        import ray
+
+        return ray._private.worker._global_node.get_session_dir_path()  # no public API names it
+    except Exception:
+        return ""
+
+
+def this_host() -> str:
+    import socket
+    from pathlib import Path
+
+    boot = Path("/proc/sys/kernel/random/boot_id")
+    return f"{socket.gethostname()}/{boot.read_text().strip() if boot.is_file() else ''}"
+
+
+def start_ticks(pid: int) -> int | None:
+    """The start time of `pid` from /proc (None: no such process, or a zombie holding nothing)."""
+    from pathlib import Path
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def this_driver(ray_session: str) -> DriverRecord:
+    """The record of this process as a sweep's driver (`ray_session`: see DriverRecord)."""
+    import os
+
+    pid = os.getpid()
+    return DriverRecord(host=this_host(), pid=pid, started=start_ticks(pid) or 0, ray_session=ray_session)
+
+
+def processes_of(session: str) -> list[int]:
+    """Live processes (but this one) holding a file of the Ray session folder `session` open."""
+    import os
+    from pathlib import Path
+
+    inside = session.rstrip("/") + "/"
+    found = []
+    for fds in Path("/proc").glob("[0-9]*/fd"):
+        pid = int(fds.parent.name)
+        if pid == os.getpid():
+            continue
+        with contextlib.suppress(OSError):  # gone, or another user's
+            if any(os.readlink(fd).startswith(inside) for fd in fds.iterdir()) and start_ticks(pid) is not None:
+                found.append(pid)
+    return found
+
+
+def driver_alive(record: DriverRecord) -> bool:
+    return record.host == this_host() and record.started != 0 and start_ticks(record.pid) == record.started
+
+
+def stop_processes(pids: list[int], session: str, grace_s: float = 5.0, timeout_s: float = 60.0) -> list[int]:
+    """SIGTERM, then after `grace_s` SIGKILL, the processes of `session`; returns those still alive."""
+    import os
+    import signal
+    import time
+
+    deadline, sig = time.monotonic() + timeout_s, signal.SIGTERM
+    term_until = time.monotonic() + grace_s
+    while pids and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        time.sleep(0.2)
+        if time.monotonic() > term_until:
+            sig = signal.SIGKILL
+        pids = processes_of(session)
+    return pids
+
+
+def take_over(previous: DriverRecord, sweep: str) -> None:
+    """Before a resumed driver starts: refuse while `previous` (the sweep's last driver) is alive;
+    stop the processes its Ray left behind if it died."""
+    import os
+
+    from search.sweep import SweepError
+
+    if previous.pid == os.getpid() and previous.host == this_host():
+        return  # this process ran the sweep before (a notebook): its Ray is ours
+    alive = driver_alive(previous)
+    if alive and previous.ended:
+        return  # a notebook that ran the sweep and moved on: its Ray is its own
+    if alive:
+        raise SweepError(
+            f"sweep {sweep!r} is still running: its driver (pid {previous.pid}) is alive; "
+            f"let it finish or stop it (kill {previous.pid}), then --resume {sweep}"
+        )
+    if not previous.ray_session:
+        return  # it joined a cluster: Ray ends a dead driver's trials there
+    if previous.host != this_host():
+        print(
+            f"resume: the last driver ran on {previous.host.split('/')[0]}; its processes are not checked", flush=True
+        )
+        return
+    left = processes_of(previous.ray_session)
+    if not left:
+        return
+    print(
+        f"resume: {len(left)} process(es) of the killed driver's Ray are still running (pids "
+        f"{' '.join(map(str, sorted(left)))}); stopping them so they cannot train or log into this sweep",
+        flush=True,
+    )
+    still = stop_processes(left, previous.ray_session)
+    if still:
+        pids = " ".join(map(str, sorted(still)))
+        raise SweepError(
+            f"could not stop process(es) {pids} of sweep {sweep!r}'s killed driver: kill -9 {pids}, then --resume {sweep}"
+        )
+    print("resume: stopped them", flush=True)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own proc
 TRIAL_DRIVER_RETRIES = 5
 TRANSIENT_BACKOFF_S = 10.0  # a transiently failed trial driver waits this x attempt (at most 3x) before Tune retries
 STATE_FILE = "sweep.json"
+DRIVER_FILE = "driver.json"  # who drives the sweep now (search/resume.py)
 
 
 class SweepError(GSENetError):
@@ -443,6 +446,35 @@ def run_sweep(
     interval_s: float = 20.0,
 ):
     """Start (or resume) the sweep, wait for it, then report. Returns a `search.report.SweepReport`."""
+    driver = claim_sweep(plan, resume, address, num_cpus)
+    try:
+        return drive_sweep(plan, resume, trial_fn, address, num_cpus, interval_s)
+    finally:
+        driver.ended = True
+        with contextlib.suppress(Exception):  # never hide the sweep's own error behind this note
+            _write_text(f"{plan.experiment_path}/{DRIVER_FILE}", json.dumps(dataclasses.asdict(driver)))
+
+
+def claim_sweep(plan: SweepPlan, resume: bool, address: str, num_cpus: int | None):
+    """Start Ray and record this process as the sweep's driver (search/resume.py); on resume, first
+    refuse a live driver and stop what a killed one's local Ray left running."""
+    from search.resume import DriverRecord, local_ray_session, take_over, this_driver
+
+    path = f"{plan.experiment_path}/{DRIVER_FILE}"
+    if resume and _exists(path):
+        take_over(DriverRecord.from_json(_read_text(path)), plan.name)
+    ray = sys.modules.get("ray")  # imported by init_ray, after it pins Ray to loopback
+    ours = not (address or os.environ.get("RAY_ADDRESS") or (ray is not None and ray.is_initialized()))
+    init_ray(address, num_cpus)
+    driver = this_driver(local_ray_session() if ours else "")  # "": not ours to stop, ever
+    _write_text(path, json.dumps(dataclasses.asdict(driver)))
+    return driver
+
+
+def drive_sweep(
+    plan: SweepPlan, resume: bool, trial_fn: Callable | None, address: str, num_cpus: int | None, interval_s: float
+):
+    """run_sweep's work, once this process is the sweep's recorded driver."""
     from search.progress import SweepMonitor
 
     init_ray(address, num_cpus)

@@ -21,10 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MAX_EPOCHS = 3
-NUM_SAMPLES = 4
+MAX_EPOCHS = 2
+NUM_SAMPLES = 3
 
-# A tiny sweep (width 0.25, 2 steps per epoch, 3 epochs): every kill point is reached in seconds.
+# A tiny sweep (width 0.25, 2 steps per epoch, 2 epochs): every kill point is reached in seconds
+# (a driver's time goes on starting Ray and the trials, not on training). One trial at a time, so
+# the order of reports, hence ASHA's prune, is the same every run: with seed 3 the second trial
+# (lr 3.8e-4) is worse at epoch 1 than the first (lr 1.3e-3) and is pruned (measured: val_si_sdr
+# 12.26079 against 12.26091 dB; the trials are seeded, on 1 CPU thread each) -- by the driver that
+# saw the first trial's epoch-1 report: ASHA's rungs start empty in a resumed driver.
 SWEEP_SPACE = f"""
 description: faults - tiny sweep killed and resumed
 fixed:
@@ -41,7 +46,7 @@ fixed:
 sweep:
   metric: val_si_sdr
   num_samples: {NUM_SAMPLES}
-  max_concurrent: 2
+  max_concurrent: 1
   grace_period: 1
   reduction_factor: 2
   brackets: 1
@@ -49,7 +54,7 @@ sweep:
   seed: 3
   register_model: ""
 parameters:
-  optim.lr: {{type: loguniform, low: 1.0e-4, high: 3.0e-3}}
+  optim.lr: {{type: loguniform, low: 1.0e-4, high: 1.0e-2}}
   loss.si_sdr: {{type: uniform, low: 0.0, high: 0.5}}
 """
 
@@ -83,14 +88,14 @@ def optuna_trials(db: Path) -> list[dict]:
     ]
 
 
-def _training_started(storage: Path) -> bool:
-    return any((storage / "killed" / "train_runs").glob("killed-*/*"))
+def _training_started(storage: Path, trial: dict) -> bool:
+    return any((storage / "killed" / "train_runs").glob(f"killed-{trial['ray_trial_id']}/*"))
 
 
 KILL_POINTS: dict[str, Callable[[list[dict], list[dict], Path], bool]] = {
     # each: (Optuna trials now, when this driver started, storage folder) -> kill now?
-    "first_report": lambda now, before, storage: (
-        _training_started(storage) and all(t["epochs"] == 0 for t in now if t["state"] == "RUNNING")
+    "first_report": lambda now, before, storage: any(
+        t["state"] == "RUNNING" and t["epochs"] == 0 and _training_started(storage, t) for t in now
     ),
     "mid_trial": lambda now, before, storage: any(
         t["state"] == "RUNNING" and 0 < t["epochs"] < MAX_EPOCHS for t in now
@@ -133,15 +138,22 @@ class KillOutcome:
     resume_s: list[float] = field(default_factory=list)  # wall time of each resumed driver
     # per resumed driver: seconds from its start until the study moved on (a new epoch or trial end)
     recover_s: list[float | None] = field(default_factory=list)
+    # per resumed driver: processes of the killed driver (its local Ray) alive when it started, and
+    # when it first made progress, or was killed or ended before that (must be 0: nothing of the old
+    # sweep trains beside the new one)
+    orphans_at_start: list[int] = field(default_factory=list)
+    orphans_at_progress: list[int] = field(default_factory=list)
     returncode: int = -1
     output: str = ""
     optuna: list[dict] = field(default_factory=list)
     mlflow: list[dict] = field(default_factory=list)
     epochs_trained: dict[str, list[int]] = field(default_factory=dict)  # trial id -> epochs its MLflow run logged
-    # at each kill: trial id -> epochs logged so far, of the trials Optuna already had as finished
+    # per kill: trial id -> epochs logged by the time the killed driver's processes were all gone,
+    # of the trials Optuna had as finished at the kill
     finished_at_kill: list[dict[str, int]] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)  # the final report's results.csv
     missed: list[str] = field(default_factory=list)  # kill points the sweep ended before reaching
+    left_behind: list[int] = field(default_factory=list)  # processes of any driver alive at the end
 
 
 def _driver_env() -> dict[str, str]:
@@ -157,6 +169,8 @@ def _moved_on(now: list[dict], before: list[dict]) -> bool:
 
 
 def _session_members(sid: int) -> list[int]:
+    """Live processes of session `sid`: a driver started with start_new_session=True and the local
+    Ray it started (Ray's processes keep the session, whatever their process group)."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
@@ -168,7 +182,7 @@ def _session_members(sid: int) -> list[int]:
 
 def _kill_tree(driver: subprocess.Popen, timeout_s: float = 60.0) -> None:
     """SIGKILL the driver and the local Ray it started (its own session), and wait until every
-    process of that session is gone: what the stores hold afterwards is all the killed run wrote."""
+    process of that session is gone (clean-up: nothing of a test may outlive it)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(ProcessLookupError):
@@ -182,11 +196,25 @@ def _kill_tree(driver: subprocess.Popen, timeout_s: float = 60.0) -> None:
     driver.wait(60)
 
 
+# A driver that did not start for reasons of a loaded box, not of gsenet: start it again.
+START_UP_FAILURES = ("timed out during startup", "Failed to start the dashboard")
+
+
+@dataclass
+class _Kill:
+    """The driver killed last: its session (what may still run of it) and Optuna's finished trials then."""
+
+    sid: int
+    done: set[str]
+    snapshot_taken: bool = False
+
+
 def driver_kills(
     folder: Path, dataset: Path, kill_points: tuple[str, ...], timeout_s: float = 400.0, poll_s: float = 0.1
 ) -> KillOutcome:
-    """Start `gsenet search` on a tiny sweep, SIGKILL it at each kill point in turn (resuming with
-    `gsenet search --resume` after each), then let the last driver finish."""
+    """Start `gsenet search` on a tiny sweep, SIGKILL it (the driver process only, as a user's
+    `kill -9` would: the local Ray it started is left to itself) at each kill point in turn,
+    resuming at once with `gsenet search --resume` after each, then let the last driver finish."""
     folder.mkdir(parents=True, exist_ok=True)
     space = folder / "faults_space.yaml"
     space.write_text(SWEEP_SPACE)
@@ -196,52 +224,84 @@ def driver_kills(
         *("--space", str(space), "--data", str(dataset), "--name", "killed"),
         *("--mlflow-uri", f"sqlite:///{mlflow_db}", "--set", "train.cpus_per_worker=1"),
     ]
-    outcome, logs = KillOutcome(), []
+    outcome, logs, drivers = KillOutcome(), [], []
     optuna_db = folder / "optuna.db"
 
-    def _run_driver(args, log_path, point, before, outcome, storage):
-        """One `gsenet search` process, SIGKILLed (with its local Ray) when `point` is reached."""
+    def snapshot_once_gone(killed: _Kill | None) -> None:
+        """Epochs logged by the killed driver's finished trials, once nothing of it runs any more."""
+        if killed is None or killed.snapshot_taken or _session_members(killed.sid):
+            return
+        logged = mlflow_epochs(mlflow_db)
+        outcome.finished_at_kill.append({tid: len(logged.get(tid, [])) for tid in killed.done})
+        killed.snapshot_taken = True
+
+    def _run_driver(args, log_path, point, before, killed):
+        """One `gsenet search` process, SIGKILLed when `point` is reached; returns (driver, start, the
+        seconds until it made progress, the _Kill if it was killed)."""
         t0, progressed = time.monotonic(), None
         with open(log_path, "wb") as log:
             driver = subprocess.Popen(
                 [sys.executable, "-m", "gsenet", "search", *args],
                 cwd=ROOT, env=_driver_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
+            drivers.append(driver)
+            counted = killed is None
+
+            def orphans_now() -> None:
+                nonlocal counted
+                if not counted:
+                    outcome.orphans_at_progress.append(len(_session_members(killed.sid)))
+                    counted = True
+
+            if killed is not None:
+                outcome.orphans_at_start.append(len(_session_members(killed.sid)))
             try:
                 while driver.poll() is None and time.monotonic() - t0 < timeout_s:
                     now = optuna_trials(optuna_db)
+                    snapshot_once_gone(killed)
                     if progressed is None and before is not None and _moved_on(now, before):
                         progressed = time.monotonic() - t0
+                        orphans_now()
                     if point and KILL_POINTS[point](now, before, storage):
-                        _kill_tree(driver)
+                        orphans_now()
+                        driver.kill()  # the driver only
+                        driver.wait(60)
                         outcome.kills.append((point, time.monotonic() - t0))
                         done = {t["ray_trial_id"] for t in optuna_trials(optuna_db) if t["state"] != "RUNNING"}
-                        logged = mlflow_epochs(mlflow_db)
-                        outcome.finished_at_kill.append({tid: len(logged.get(tid, [])) for tid in done})
-                        break
+                        return driver, t0, progressed, _Kill(driver.pid, done)
                     time.sleep(poll_s)
             finally:
-                _kill_tree(driver)  # the local Ray it started, if anything is left
-        return driver, t0, progressed
+                orphans_now()
+                if driver.poll() is None or not point:
+                    _kill_tree(driver)  # timed out, or ended: nothing of it may stay
+        snapshot_once_gone(killed)
+        return driver, t0, progressed, None
 
-    for i, point in enumerate((*kill_points, None)):
-        args = start if i == 0 else ["--resume", "killed"]
-        before = optuna_trials(optuna_db)
-        for attempt in range(3):  # Ray's 30 s raylet start-up limit can pass on a loaded box: start again
-            log_path = folder / f"driver{i}{'abc'[attempt] if attempt else ''}.log"
-            logs.append(log_path)
-            driver, started, progressed = _run_driver(args + common, log_path, point, before, outcome, storage)
-            if driver.returncode == 0 or point and outcome.kills and outcome.kills[-1][0] == point:
+    try:
+        killed = None
+        for i, point in enumerate((*kill_points, None)):
+            args = start if i == 0 else ["--resume", "killed"]
+            before = optuna_trials(optuna_db)
+            for attempt in range(3):  # a start-up failure of a loaded box: start again
+                log_path = folder / f"driver{i}{'abc'[attempt] if attempt else ''}.log"
+                logs.append(log_path)
+                driver, started, progressed, now_killed = _run_driver(args + common, log_path, point, before, killed)
+                if driver.returncode == 0 or now_killed is not None:
+                    break
+                if not any(text in log_path.read_text(errors="replace") for text in START_UP_FAILURES):
+                    break
+            if i > 0:
+                outcome.resume_s.append(time.monotonic() - started)
+                outcome.recover_s.append(progressed)
+            outcome.returncode = driver.returncode
+            killed = now_killed
+            if point and killed is None:
+                outcome.missed.append(point)
                 break
-            if "timed out during startup" not in log_path.read_text(errors="replace"):
-                break
-        if i > 0:
-            outcome.resume_s.append(time.monotonic() - started)
-            outcome.recover_s.append(progressed)
-        outcome.returncode = driver.returncode
-        if point and (not outcome.kills or outcome.kills[-1][0] != point):
-            outcome.missed.append(point)
-            break
+    finally:
+        outcome.left_behind = [pid for d in drivers for pid in _session_members(d.pid)]
+        for d in drivers:
+            _kill_tree(d)
     outcome.output = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in logs)
     outcome.optuna = optuna_trials(optuna_db)
     outcome.mlflow = mlflow_children(mlflow_db) if mlflow_db.is_file() else []
@@ -356,7 +416,7 @@ def permanent_trial_error(folder: Path, dataset: Path, ray_address: str, mlflow_
     """A trial whose loss is non-finite at step 1 (optim.lr 1e30): an error no retry fixes."""
     from search.sweep import run_sweep
 
-    text = ONE_TRIAL_SPACE.replace("optim.lr: {type: loguniform, low: 1.0e-4, high: 3.0e-3}", "")
+    text = ONE_TRIAL_SPACE.replace("optim.lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}", "")
     plan = one_trial_sweep(folder, dataset, mlflow_uri, "diverges", {"optim.lr": 1e30}, text=text)
     outcome = RetryOutcome(plan=plan)
     outcome.report = run_sweep(plan, address=ray_address, interval_s=600)
@@ -387,9 +447,10 @@ def _train_worker_node(dashboard: str) -> str:
 
 
 def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, drain: bool = True) -> NodeLossOutcome:
-    """One trial whose only Train worker runs on a worker node: after its first checkpoint the node
-    gets a preemption drain notice (`ray drain-node`), and once the just-in-time checkpoint is
-    written (or 60 s passed) the node is stopped (SIGKILL of its processes)."""
+    """One trial whose only Train worker runs on the cluster's one worker node (the head's CPU is
+    held by a blocker task): after its first checkpoint the node gets a preemption drain notice
+    (`ray drain-node`), and once the just-in-time checkpoint is written (or 60 s passed) the node is
+    stopped (SIGKILL of its processes) and the head's CPU freed, where Train restarts the worker."""
     import re
     import threading
 
@@ -404,11 +465,11 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
     )
     outcome = NodeLossOutcome()
     env = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "180"}
-    workers = [{"worker_node": 1}, {"worker_node": 1}]
-    with running_ray_cluster({"TRAIN_DRIVER": 100}, workers, cpus_per_node=1, env=env) as cluster:
+    # Generous start-up limits: two nodes on 2 loaded cores take minutes, not seconds.
+    with running_ray_cluster({"TRAIN_DRIVER": 100}, [{"worker_node": 1}], env=env, start_timeout=300) as cluster:
         try:
             ray.init(address=cluster.address, _node_ip_address=HEAD_IP)
-            nodes = wait_for_nodes(3)
+            nodes = wait_for_nodes(2, timeout=300)
             head = next(n["NodeID"] for n in nodes if n["Resources"].get("TRAIN_DRIVER", 0) > 0)
             ip_of = {n["NodeID"]: n["NodeManagerAddress"] for n in nodes}
             # The head's CPU stays busy, so the Train worker runs on a (preemptible) worker node.
@@ -443,13 +504,13 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
                 index = [p.args[4] for p in cluster.processes].index(f"--node-ip-address={ip_of[node]}")
                 os.killpg(cluster.processes[index].pid, signal.SIGKILL)  # the node is gone
                 stopped_at.append(time.monotonic())
+                ray.cancel(busy, force=True)  # the head's CPU: where the worker group restarts
 
             thread = threading.Thread(target=preempt, daemon=True)
             thread.start()
             outcome.report = run_sweep(plan, address=cluster.address, interval_s=600)
             outcome.recover_s = time.monotonic() - stopped_at[0] if stopped_at else float("nan")
             thread.join(60)
-            ray.cancel(busy, force=True)
         except Exception as exc:
             raise AssertionError(f"{exc}\n\nRay node logs:\n{cluster.logs()}") from exc
         finally:

@@ -1,7 +1,7 @@
-"""A worker node drained (spot preemption notice) and stopped mid-trial, on a real three-node Ray
+"""A worker node drained (spot preemption notice) and stopped mid-trial, on a real two-node Ray
 cluster on loopback (tests/fixtures/ray_cluster.py): the trial's Train worker writes its
-just-in-time checkpoint, Ray Train restarts the worker group on the other worker node from it, the
-trial trains every epoch and the sweep finishes."""
+just-in-time checkpoint, Ray Train restarts the worker group on the head (whose CPU is freed when
+the node goes) from it, the trial trains every epoch and the sweep finishes."""
 
 from __future__ import annotations
 
