@@ -40,3 +40,7 @@ class ModelLoadError(GSENetError):
 
 class DiskFullError(GSENetError):
     """No space left where a checkpoint, cache or spool file is written (the message names it)."""
+
+
+class SweepError(GSENetError):
+    """A sweep cannot start or resume; the message says why and what to do."""

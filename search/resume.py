@@ -226,7 +226,7 @@ def take_over(previous: DriverRecord, sweep: str) -> None:
     stop the processes its Ray left behind if it died."""
     import os
 
-    from search.sweep import SweepError
+    from gsenet.errors import SweepError
 
     if previous.pid == os.getpid() and previous.host == this_host():
         return  # this process ran the sweep before (a notebook): its Ray is ours

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gsenet import tracking
-from gsenet.errors import GSENetError
+from gsenet.errors import SweepError  # SweepError: re-exported (search.sweep.SweepError)
 from gsenet.runtime import DEFAULT_STORAGE, DRIVER_RESOURCE  # DRIVER_RESOURCE: where trial drivers run
 from gsenet.storage import exists_at as _exists
 from gsenet.storage import read_text_at as _read_text
@@ -39,10 +39,6 @@ TRIAL_DRIVER_RETRIES = 5
 TRANSIENT_BACKOFF_S = 10.0  # a transiently failed trial driver waits this x attempt (at most 3x) before Tune retries
 STATE_FILE = "sweep.json"
 DRIVER_FILE = "driver.json"  # who drives the sweep now (search/resume.py)
-
-
-class SweepError(GSENetError):
-    """A sweep cannot start or resume; the message says why and what to do."""
 
 
 @dataclass
