@@ -39,7 +39,10 @@ def driver_rows(folder: Path, dataset: Path) -> list[tuple]:
     )
     retrained = sum(len(e) - len(set(e)) for tid, e in outcome.epochs_trained.items() if tid in ids)
     rows = []
-    kills = zip(outcome.kills, outcome.recover_s, outcome.orphans_at_start, outcome.orphans_at_progress, strict=False)
+    # A resumed driver killed at its own kill point before any new epoch had got that far: it was training again.
+    next_kill = [s for _, s in outcome.kills[1:]] + [None]
+    recovered_s = [s if s is not None else k for s, k in zip(outcome.recover_s, next_kill, strict=False)]
+    kills = zip(outcome.kills, recovered_s, outcome.orphans_at_start, outcome.orphans_at_progress, strict=False)
     for (point, after_s), recover, left, still in kills:
         # recovered: the sweep ended right, moved on after this kill, and nothing of the killed driver ran by then
         recovered = finished_ok and recover is not None and still == 0
@@ -54,7 +57,7 @@ def driver_rows(folder: Path, dataset: Path) -> list[tuple]:
             finished_ok,
             f"{lost} lost, {rerun} re-run, {len(outcome.optuna) - NUM_SAMPLES} extra",
             f"{retrained * STEPS_PER_EPOCH} ({retrained} epoch(s) retrained)",
-            sum(s for s in outcome.recover_s if s is not None),
+            sum(s for s in recovered_s if s is not None),
         )
     )
     return rows

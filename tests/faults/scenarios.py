@@ -427,6 +427,11 @@ def permanent_trial_error(folder: Path, dataset: Path, ray_address: str, mlflow_
 # ----------------------------------------------------------------------------------------------
 # A worker node drained (spot preemption notice) and then stopped mid-trial, on a local cluster
 # ----------------------------------------------------------------------------------------------
+# Long enough epochs that the drain (found after the first checkpoint, sent by `ray drain-node`, a
+# few seconds) lands mid-trial: with 6 steps an idle box had trained all 3 epochs by then.
+DRAIN_STEPS_PER_EPOCH = 40
+
+
 @dataclass
 class NodeLossOutcome:
     report: object = None
@@ -461,7 +466,7 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
     from search.sweep import run_sweep
 
     text = ONE_TRIAL_SPACE.replace("train.epochs: 1", "train.epochs: 3").replace(
-        "train.steps_per_epoch: 2", "train.steps_per_epoch: 6\n  train.preemption_check_every: 1"
+        "train.steps_per_epoch: 2", f"train.steps_per_epoch: {DRAIN_STEPS_PER_EPOCH}\n  train.preemption_check_every: 1"
     )
     outcome = NodeLossOutcome()
     env = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "180"}

@@ -10,15 +10,11 @@ import re
 import pytest
 from fixtures.recordings import make_dataset
 
-from faults.scenarios import worker_node_drained_and_stopped
+from faults.scenarios import DRAIN_STEPS_PER_EPOCH, worker_node_drained_and_stopped
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),
-    # Written, not yet seen passing: on this session's overloaded box the 3-node cluster did not come
-    # up within 120 s, and earlier runs stopped at finding the worker's node (fixed since). Unskip
-    # after one green run on an idle machine (issue 13, node-drain row).
-    pytest.mark.skip(reason="node-drain test not yet seen passing (see the comment above)"),
 ]
 
 
@@ -33,6 +29,9 @@ def test_a_drained_then_stopped_worker_node_costs_a_restart_from_the_preemption_
     # The drain notice made the worker write a just-in-time checkpoint; the restart began there.
     assert outcome.preempted_checkpoint, outcome.output[-4000:]
     step = int(re.match(r"checkpoint_(\d+)", outcome.preempted_checkpoint).group(1))
-    assert outcome.resumed_from_step == step > 6, (outcome.preempted_checkpoint, outcome.output[-4000:])
+    assert outcome.resumed_from_step == step > DRAIN_STEPS_PER_EPOCH, (
+        outcome.preempted_checkpoint,
+        outcome.output[-4000:],
+    )
     study = optuna.load_study(study_name=outcome.plan.name, storage=outcome.plan.optuna_storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
