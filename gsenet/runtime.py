@@ -14,6 +14,7 @@ DEFAULT_STORAGE = "gsenet_runs"  # Ray Train / Tune results when train.storage_p
 DRIVER_RESOURCE = "TRAIN_DRIVER"  # custom resource of the non-preemptible node that hosts Train drivers
 RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": a local Ray binds 127.0.0.1 only
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"  # where Ray's State API client (and Train's PG cleaner) ask
+DASHBOARD_ATTEMPTS = 3  # local Ray starts tried when the dashboard's port is taken between pick and bind
 _pinned_api_server: list[str | None] = []  # what API_SERVER_ENV was before init_ray set it (shutdown_ray)
 
 RETRY_WINDOW_ENV = "GSENET_MLFLOW_RETRY_WINDOW_S"  # how long an MLflow outage is ridden out (gsenet.tracking)
@@ -57,19 +58,43 @@ def init_ray(address: str = "", num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address)
         return
+    _pinned_api_server.append(os.environ.get(API_SERVER_ENV))
+    for attempt in range(1, DASHBOARD_ATTEMPTS + 1):
+        port = free_loopback_port()
+        os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
+        try:
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                resources={DRIVER_RESOURCE: 100},
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
+                dashboard_port=port,
+            )
+            return
+        except Exception:
+            # The port was free when picked and released for Ray to bind: on a busy machine another
+            # process can take it in between, and the dashboard then fails to start. Only that is retried.
+            if attempt == DASHBOARD_ATTEMPTS or not _port_taken(port):
+                shutdown_ray()
+                raise
+            print(f"gsenet: Ray's dashboard port {port} was taken meanwhile; starting Ray again", file=sys.stderr)
+            ray.shutdown()
+
+
+def free_loopback_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    _pinned_api_server.append(os.environ.get(API_SERVER_ENV))
-    os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
-    ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        resources={DRIVER_RESOURCE: 100},
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=port,
-    )
+        return sock.getsockname()[1]
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def shutdown_ray() -> None:

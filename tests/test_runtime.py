@@ -30,3 +30,31 @@ def test_shutdown_ray_restores_the_state_api_address_init_ray_pinned(monkeypatch
         shutdown_ray()
     assert not ray.is_initialized()
     assert os.environ[API_SERVER_ENV] == "http://127.0.0.1:1"
+
+
+def test_a_dashboard_port_taken_between_pick_and_bind_starts_ray_again(monkeypatch, capfd):
+    """init_ray picks a free port and releases it for Ray's dashboard to bind; on a busy machine another
+    process can take it in between. Here one does (a listening socket), and init_ray starts again."""
+    import socket
+
+    import ray
+
+    from gsenet import runtime
+
+    if ray.is_initialized():
+        ray.shutdown()
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    picks = iter([taken])
+    real_pick = runtime.free_loopback_port
+    monkeypatch.setattr(runtime, "free_loopback_port", lambda: next(picks, None) or real_pick())
+    try:
+        runtime.init_ray(num_cpus=1)
+        assert ray.is_initialized()
+        assert os.environ[runtime.API_SERVER_ENV] != f"http://127.0.0.1:{taken}"
+        assert f"dashboard port {taken} was taken meanwhile" in capfd.readouterr().err
+    finally:
+        runtime.shutdown_ray()
+        squatter.close()
