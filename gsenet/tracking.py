@@ -22,6 +22,7 @@ Artifact layout of a training run (stable, so runs can be compared side by side 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -569,6 +570,32 @@ class GSENetPyfunc(mlflow.pyfunc.PythonModel):
         return enhance_arrays(self.model, beam, ref)
 
 
+@contextlib.contextmanager
+def fluent_uris(uri: str):
+    """MLflow's fluent API (mlflow.pyfunc.log_model needs it) pointed at `uri` for the block only.
+
+    mlflow.set_tracking_uri / set_registry_uri are process-wide and also export MLFLOW_TRACKING_URI /
+    MLFLOW_REGISTRY_URI to the environment: left set, every later client in the process (an
+    MlflowClient without a registry URI) and every subprocess would talk to this server, long after
+    it is gone. So the previous values, and the environment, are put back afterwards."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = tracking_utils._tracking_uri, registry_utils._registry_uri, {k: os.environ.get(k) for k in names}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved[0], saved[1]
+        for name, value in saved[2].items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def log_pyfunc_model(uri: str, run_id: str, model_folder: Path, name: str, *, sample_rate: int = 16000) -> str:
     """Log an exported model folder (model.pt + model.yaml) as an MLflow pyfunc model in `run_id`.
 
@@ -591,9 +618,7 @@ def log_pyfunc_model(uri: str, run_id: str, model_folder: Path, name: str, *, sa
         outputs=Schema([waveform]),
     )
     package = Path(__file__).resolve().parent
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    with mlflow.start_run(run_id=run_id):
+    with fluent_uris(uri), mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=GSENetPyfunc(),
