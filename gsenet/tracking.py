@@ -679,7 +679,10 @@ def register_model(uri: str, run_id: str, name: str, model_name: str = "best_mod
         client.get_registered_model(name)
     except Exception:
         client.create_registered_model(name)
-    version = client.create_model_version(name, source, run_id=run_id, model_id=model.model_id).version
+    # A registry on a store file (sqlite:///, no server) looks the logged model up through
+    # MlflowClient() with the process-wide tracking URI: point it at this store for the call.
+    with fluent_uris(uri):
+        version = client.create_model_version(name, source, run_id=run_id, model_id=model.model_id).version
     client.set_registered_model_alias(name, BEST_ALIAS, version)
     return f"models:/{name}@{BEST_ALIAS}", str(version)
 
