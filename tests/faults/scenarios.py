@@ -427,9 +427,12 @@ def permanent_trial_error(folder: Path, dataset: Path, ray_address: str, mlflow_
 # ----------------------------------------------------------------------------------------------
 # A worker node drained (spot preemption notice) and then stopped mid-trial, on a local cluster
 # ----------------------------------------------------------------------------------------------
-# Long enough epochs that the drain (found after the first checkpoint, sent by `ray drain-node`, a
-# few seconds) lands mid-trial: with 6 steps an idle box had trained all 3 epochs by then.
+# Long enough that the drain (found after the first checkpoint, sent by `ray drain-node`, a few
+# seconds) lands mid-trial: with 6 steps an idle box had trained all 3 epochs by then, and with 3
+# epochs of 40 steps a quiet one still finished first once (1 Dec 2026). 8 epochs leave ~7 epochs
+# of margin for the drain whatever the load (it slows the drain and the training alike).
 DRAIN_STEPS_PER_EPOCH = 40
+DRAIN_EPOCHS = 8
 
 
 @dataclass
@@ -465,7 +468,7 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
 
     from search.sweep import run_sweep
 
-    text = ONE_TRIAL_SPACE.replace("train.epochs: 1", "train.epochs: 3").replace(
+    text = ONE_TRIAL_SPACE.replace("train.epochs: 1", f"train.epochs: {DRAIN_EPOCHS}").replace(
         "train.steps_per_epoch: 2", f"train.steps_per_epoch: {DRAIN_STEPS_PER_EPOCH}\n  train.preemption_check_every: 1"
     )
     outcome = NodeLossOutcome()
@@ -506,6 +509,9 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
                     # registered by Train's controller (what a restart resumes from), not just on disk
                     while time.monotonic() < deadline and "_preempted" not in snapshot.read_text():
                         time.sleep(0.2)
+                    # Its name as registered now: Ray may delete the folder later (keep_checkpoints).
+                    names = re.findall(r"checkpoint_\d+_preempted", snapshot.read_text())
+                    outcome.preempted_checkpoint = names[-1] if names else ""
                 index = [p.args[4] for p in cluster.processes].index(f"--node-ip-address={ip_of[node]}")
                 os.killpg(cluster.processes[index].pid, signal.SIGKILL)  # the node is gone
                 stopped_at.append(time.monotonic())
@@ -522,7 +528,7 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
             ray.shutdown()
     runs = list(Path(plan.train_storage).glob("drained-*"))
     preempted = sorted(p.name for r in runs for p in r.glob("*_preempted"))
-    outcome.preempted_checkpoint = preempted[-1] if preempted else ""
+    outcome.preempted_checkpoint = preempted[-1] if preempted else outcome.preempted_checkpoint
     if capfd is not None:
         outcome.output = "".join(capfd.readouterr())
         resumed = re.findall(r"from step (\d+) \(epoch", outcome.output)

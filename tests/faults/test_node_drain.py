@@ -10,7 +10,7 @@ import re
 import pytest
 from fixtures.recordings import make_dataset
 
-from faults.scenarios import DRAIN_STEPS_PER_EPOCH, worker_node_drained_and_stopped
+from faults.scenarios import DRAIN_EPOCHS, DRAIN_STEPS_PER_EPOCH, worker_node_drained_and_stopped
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,7 +25,7 @@ def test_a_drained_then_stopped_worker_node_costs_a_restart_from_the_preemption_
     outcome = worker_node_drained_and_stopped(tmp_path, data, capfd)
     assert outcome.lost_node, "the Train worker's node was never found"
     [row] = outcome.report.rows
-    assert row["state"] == "completed" and row["epochs"] == 3, outcome.output[-4000:]
+    assert row["state"] == "completed" and row["epochs"] == DRAIN_EPOCHS, outcome.output[-4000:]
     # The drain notice made the worker write a just-in-time checkpoint; the restart began there.
     assert outcome.preempted_checkpoint, outcome.output[-4000:]
     step = int(re.match(r"checkpoint_(\d+)", outcome.preempted_checkpoint).group(1))
