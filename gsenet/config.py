@@ -435,3 +435,9 @@ def dump_yaml(cfg: Any) -> str:
     import yaml
 
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def best_metric_name(metric: str) -> str:
+    """The per-epoch metric holding the best `metric` so far (e.g. best_val_si_sdr): what a sweep
+    ranks a trial by, logged by gsenet.train and shown by the sweep's MLflow view."""
+    return f"best_{metric}"

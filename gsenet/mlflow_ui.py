@@ -93,7 +93,9 @@ def sweep_links(uri: str, parent_run_id: str, sweep: str, metric: str, mode: str
     experiment_id = MlflowClient(tracking_uri=uri).get_run(parent_run_id).info.experiment_id
     # Trials are ranked by their best epoch (gsenet.train logs best_<metric> each epoch); a plain
     # metric column shows the last epoch's value.
-    best = f"best_{metric}"
+    from gsenet.config import best_metric_name
+
+    best = best_metric_name(metric)
     metrics = list(dict.fromkeys([best, "best_epoch", metric, "val_si_sdr", "val_si_sdr_improvement"]))
     view = trials_view(parent_run_id, best, mode, params, metrics)
     key = save_shared_view(uri, experiment_id, f"sweep {sweep}: trials", view)

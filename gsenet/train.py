@@ -711,11 +711,6 @@ def end_epoch(worker: Worker, stats: EpochStats) -> None:
     report(worker, metrics, with_checkpoint=True)
 
 
-def best_metric_name(metric: str) -> str:
-    """The per-epoch metric holding the best `metric` so far, e.g. best_val_si_sdr."""
-    return f"best_{metric}"
-
-
 def epoch_metrics(worker: Worker, epoch: int, stats: EpochStats, val: dict) -> dict:
     """What each epoch reports: training figures, speed (per worker) and the validation metrics."""
     metrics = M.disjoint_union(
@@ -730,6 +725,8 @@ def epoch_metrics(worker: Worker, epoch: int, stats: EpochStats, val: dict) -> d
         },
         val,
     )
+    from gsenet.config import best_metric_name
+
     best_name = best_metric_name(worker.cfg.train.checkpoint_metric)
     if worker.progress.best_score is not None:  # what a sweep ranks a trial by: its best epoch
         metrics["best_epoch"] = worker.progress.best_epoch
@@ -811,17 +808,23 @@ def _rank0_logger(loop_config: dict, rank: int, cfg: ExperimentConfig, device, p
     return logger
 
 
-def levelled_state(state: dict, cfg: ExperimentConfig, val_set) -> tuple[dict, float]:
-    """The weights with the output level set to the target's (gsenet.enhance.calibrate_output_level)
-    on the first validation recordings, and the gain applied in dB."""
-    from gsenet.enhance import LEVEL_RECORDINGS, calibrate_output_level
+def level_items(val_set) -> list[dict]:
+    """The first validation recordings (gsenet.enhance.LEVEL_RECORDINGS) as arrays, for levelled_state."""
+    from gsenet.enhance import LEVEL_RECORDINGS
+
+    items = [val_set[i] for i in range(min(LEVEL_RECORDINGS, len(val_set)))]
+    return [{k: item[k][: item["length"]].numpy() for k in ("beam", "ref", "target")} for item in items]
+
+
+def levelled_state(state: dict, cfg: ExperimentConfig, items: list[dict]) -> tuple[dict, float]:
+    """The weights with the output level set to the target's on `items`
+    (gsenet.enhance.calibrate_output_level), and the gain applied in dB."""
+    from gsenet.enhance import calibrate_output_level
     from gsenet.model import GSENet
 
     model = GSENet(cfg.model)
     model.load_state_dict(state)
     model.eval()
-    items = [val_set[i] for i in range(min(LEVEL_RECORDINGS, len(val_set)))]
-    items = [{k: item[k][: item["length"]].numpy() for k in ("beam", "ref", "target")} for item in items]
     gain_db = calibrate_output_level(model, items)
     return cpu_state(model), gain_db
 
@@ -834,8 +837,8 @@ def _log_final_models(worker: Worker, loop_config: dict) -> None:
     from gsenet.model_files import save_model_folder
 
     cfg, logger = worker.cfg, worker.logger
-    final = cpu_state(worker.bare)
-    models = {name: levelled_state(state, cfg, worker.val_set) for name, state in
+    final, items = cpu_state(worker.bare), level_items(worker.val_set)  # recordings read once for both
+    models = {name: levelled_state(state, cfg, items) for name, state in
               (("final_model", final), ("best_model", worker.best_state or final))}  # fmt: skip
     for name, (_, gain_db) in models.items():
         print(f"gsenet: {name} output re-levelled by {gain_db:+.2f} dB (median gain to the target on val)")

@@ -71,13 +71,11 @@ class SweepMonitor(Callback):
 
     def setup(self, **info: Any) -> None:
         self._reset()  # also after a resume: the budget and the table restart with this driver
-        if self.timeline_path and "://" in self.timeline_path:  # gs:// sweep storage
+        if self.timeline_path:  # a local path or gs://
             from gsenet.storage import exists_at, read_text_at
 
             if exists_at(self.timeline_path):
                 self.events = json.loads(read_text_at(self.timeline_path))
-        elif self.timeline_path and Path(self.timeline_path).is_file():
-            self.events = json.loads(Path(self.timeline_path).read_text())
 
     # --- events -------------------------------------------------------------------------------
     def _event(self, kind: str, trial: Any, **extra: Any) -> None:

@@ -27,9 +27,7 @@ from typing import Any
 from gsenet import tracking
 from gsenet.errors import SweepError  # SweepError: re-exported (search.sweep.SweepError)
 from gsenet.runtime import DEFAULT_STORAGE, DRIVER_RESOURCE  # DRIVER_RESOURCE: where trial drivers run
-from gsenet.storage import exists_at as _exists
-from gsenet.storage import read_text_at as _read_text
-from gsenet.storage import write_text_at as _write_text
+from gsenet.storage import exists_at, read_text_at, write_text_at
 from search.space import SearchSpace, SweepSettings, describe, parse_space
 
 TRIAL_DRIVER_RESOURCES = {"CPU": 0, DRIVER_RESOURCE: 0.01}  # a trial's own process: no CPU, pinned
@@ -129,17 +127,17 @@ def retried_only_if_transient(record: str):
     process, MLflow not answering) waits a little longer each attempt, then lets Tune retry."""
     from gsenet.failures import cannot_go_away
 
-    if _exists(f"{record}.txt"):
-        raise SweepError(f"{_read_text(f'{record}.txt')} (not retried: it fails the same way every time)")
+    if exists_at(f"{record}.txt"):
+        raise SweepError(f"{read_text_at(f'{record}.txt')} (not retried: it fails the same way every time)")
     try:
         yield
     except BaseException as exc:
         permanent = cannot_go_away(exc)
         if permanent is not None:
-            _write_text(f"{record}.txt", str(permanent))
+            write_text_at(f"{record}.txt", str(permanent))
         elif isinstance(exc, Exception):
-            attempts = int(_read_text(f"{record}.attempts")) + 1 if _exists(f"{record}.attempts") else 1
-            _write_text(f"{record}.attempts", str(attempts))
+            attempts = int(read_text_at(f"{record}.attempts")) + 1 if exists_at(f"{record}.attempts") else 1
+            write_text_at(f"{record}.attempts", str(attempts))
             print(f"trial driver failed (attempt {attempts}; retried): {exc}", flush=True)
             time.sleep(TRANSIENT_BACKOFF_S * min(attempts, 3))
         raise
@@ -235,7 +233,7 @@ def new_plan(
     if "://" not in storage_path:
         storage_path = str(Path(storage_path).resolve())
     name = name or f"search-{Path(space.source).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if _exists(f"{storage_path}/{name}/{STATE_FILE}"):
+    if exists_at(f"{storage_path}/{name}/{STATE_FILE}"):
         raise SweepError(
             f"sweep {name!r} already exists in {storage_path}: resume it with --resume {name}, or pick --name"
         )
@@ -259,15 +257,15 @@ def load_plan(name: str, storage_path: str = "") -> SweepPlan:
     if "://" not in storage_path:
         storage_path = str(Path(storage_path).resolve())
     path = f"{storage_path}/{name}/{STATE_FILE}"
-    if not _exists(path):
+    if not exists_at(path):
         raise SweepError(
             f"no sweep {name!r} in {storage_path} ({path} missing); pass --storage-path if it lives elsewhere"
         )
-    return SweepPlan(**json.loads(_read_text(path)))
+    return SweepPlan(**json.loads(read_text_at(path)))
 
 
 def save_plan(plan: SweepPlan) -> None:
-    _write_text(f"{plan.experiment_path}/{STATE_FILE}", json.dumps(dataclasses.asdict(plan), indent=2))
+    write_text_at(f"{plan.experiment_path}/{STATE_FILE}", json.dumps(dataclasses.asdict(plan), indent=2))
 
 
 def _fs(uri: str):
@@ -448,7 +446,7 @@ def run_sweep(
     finally:
         driver.ended = True
         with contextlib.suppress(Exception):  # never hide the sweep's own error behind this note
-            _write_text(f"{plan.experiment_path}/{DRIVER_FILE}", json.dumps(dataclasses.asdict(driver)))
+            write_text_at(f"{plan.experiment_path}/{DRIVER_FILE}", json.dumps(dataclasses.asdict(driver)))
 
 
 def claim_sweep(plan: SweepPlan, resume: bool, address: str, num_cpus: int | None):
@@ -457,13 +455,13 @@ def claim_sweep(plan: SweepPlan, resume: bool, address: str, num_cpus: int | Non
     from search.resume import DriverRecord, local_ray_session, take_over, this_driver
 
     path = f"{plan.experiment_path}/{DRIVER_FILE}"
-    if resume and _exists(path):
-        take_over(DriverRecord.from_json(_read_text(path)), plan.name)
+    if resume and exists_at(path):
+        take_over(DriverRecord.from_json(read_text_at(path)), plan.name)
     ray = sys.modules.get("ray")  # imported by init_ray, after it pins Ray to loopback
     ours = not (address or os.environ.get("RAY_ADDRESS") or (ray is not None and ray.is_initialized()))
     init_ray(address, num_cpus)
     driver = this_driver(local_ray_session() if ours else "")  # "": not ours to stop, ever
-    _write_text(path, json.dumps(dataclasses.asdict(driver)))
+    write_text_at(path, json.dumps(dataclasses.asdict(driver)))
     return driver
 
 
