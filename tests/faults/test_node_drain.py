@@ -15,9 +15,11 @@ from faults.scenarios import DRAIN_EPOCHS, DRAIN_STEPS_PER_EPOCH, worker_node_dr
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),
-    # Green in isolated runs (driver kills 3 in a row, node drain 2 in a row, 1 Dec 2026) but both
-    # failed in a fresh-clone `make test` run beside other test runs on the same 2 cores (load ~10):
-    # not yet robust enough for CI. Find the cause from a failing run's output, then unskip (issue 13).
+    # Green alone (2 runs in a row, 1 Dec 2026), but in a full run it comes after tests that started
+    # tests/faults' shared Ray (conftest `ray_local`, package scope): its scenario calls ray.init(address=
+    # <its cluster>) in this process while that one is up (it failed at once, leaving only its dataset),
+    # and its ray.shutdown() then tears the shared one down (the next module's tests failed). Run the
+    # scenario in a subprocess, or shut the shared Ray down and restart it around it, then unskip (issue 13).
     pytest.mark.skip(reason="failed once under load in a fresh-clone full run; see the comment above"),
 ]
 
