@@ -91,9 +91,10 @@ def wait_for(condition, timeout: float, what: str, driver: subprocess.Popen, log
 
 def second_trial_checkpointed(uri: str) -> bool:
     """One trial finished (MLflow child closed) and the next one's Train run registered a checkpoint."""
-    from search.sweep import _exists, load_plan
+    from gsenet.storage import exists_at
+    from search.sweep import load_plan
 
-    if not _exists(f"gs://{BUCKET}/runs/{NAME}/sweep.json"):
+    if not exists_at(f"gs://{BUCKET}/runs/{NAME}/sweep.json"):
         return False
     plan = load_plan(NAME, f"gs://{BUCKET}/runs")
     if not plan.parent_run_id:
