@@ -62,11 +62,20 @@ parameters:
 # ----------------------------------------------------------------------------------------------
 # What the sweep's stores say (read straight from the SQLite files: no driver state involved)
 # ----------------------------------------------------------------------------------------------
+def _open_store(db: Path) -> sqlite3.Connection:
+    """A connection to a sweep's SQLite store (optuna.db, mlflow.db) that can read it after a kill.
+
+    Not read-only: a writer SIGKILLed mid-transaction leaves a hot journal, which SQLite rolls back
+    on the next read, and a read-only connection cannot (SQLITE_READONLY_ROLLBACK: a full run failed
+    so after the resumed driver stopped the killed one's trial workers). mode=rw never creates a file."""
+    return sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=30)
+
+
 def optuna_trials(db: Path) -> list[dict]:
     """[{number, state, ray_trial_id, epochs}] of every trial in optuna.db ([] before it exists)."""
     if not db.is_file():
         return []
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+    with contextlib.closing(_open_store(db)) as con:
         try:
             rows = con.execute("SELECT trial_id, number, state FROM trials").fetchall()
             attrs = dict(
@@ -111,7 +120,7 @@ KILL_POINTS: dict[str, Callable[[list[dict], list[dict], Path], bool]] = {
 
 def mlflow_children(db: Path) -> list[dict]:
     """[{run_id, status, trial_id, state}] of every trial child run in the MLflow SQLite store."""
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+    with contextlib.closing(_open_store(db)) as con:
         runs = con.execute("SELECT run_uuid, status, lifecycle_stage FROM runs").fetchall()
         tags: dict[str, dict[str, str]] = {}
         for run_id, key, value in con.execute("SELECT run_uuid, key, value FROM tags"):
@@ -262,7 +271,10 @@ def driver_kills(
                     if progressed is None and before is not None and _moved_on(now, before):
                         progressed = time.monotonic() - t0
                         orphans_now()
-                    if point and KILL_POINTS[point](now, before, storage):
+                    # Not before the killed driver's processes are gone: a kill inside take_over (a full
+                    # run hit one, 1 s into a resume) would count them as left to train beside it.
+                    past_take_over = killed is None or not _session_members(killed.sid)
+                    if point and past_take_over and KILL_POINTS[point](now, before, storage):
                         orphans_now()
                         driver.kill()  # the driver only
                         driver.wait(60)
@@ -317,7 +329,7 @@ def driver_kills(
 
 def mlflow_epochs(db: Path) -> dict[str, list[int]]:
     """Trial id -> every `epoch` value its child run logged, in order (an epoch trained again shows twice)."""
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+    with contextlib.closing(_open_store(db)) as con:
         trial_of = dict(con.execute("SELECT run_uuid, value FROM tags WHERE key = 'gsenet.trial_id'"))
         rows = con.execute("SELECT run_uuid, value FROM metrics WHERE key = 'epoch' ORDER BY timestamp, step")
         epochs: dict[str, list[int]] = {}

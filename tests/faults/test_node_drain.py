@@ -5,39 +5,64 @@ the node goes) from it, the trial trains every epoch and the sweep finishes."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from fixtures.recordings import make_dataset
 
-from faults.scenarios import DRAIN_EPOCHS, DRAIN_STEPS_PER_EPOCH, worker_node_drained_and_stopped
+from faults.scenarios import DRAIN_EPOCHS, DRAIN_STEPS_PER_EPOCH
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(900),
-    # Green alone (2 runs in a row, 1 Dec 2026), but in a full run it comes after tests that started
-    # tests/faults' shared Ray (conftest `ray_local`, package scope): its scenario calls ray.init(address=
-    # <its cluster>) in this process while that one is up (it failed at once, leaving only its dataset),
-    # and its ray.shutdown() then tears the shared one down (the next module's tests failed). Run the
-    # scenario in a subprocess, or shut the shared Ray down and restart it around it, then unskip (issue 13).
-    pytest.mark.skip(reason="failed once under load in a fresh-clone full run; see the comment above"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+TESTS = Path(__file__).resolve().parents[1]
+# The scenario connects to its own two-node cluster with ray.init and shuts it down again: in this
+# process that would collide with tests/faults' shared Ray (conftest `ray_local`, package scope) when
+# a test before this one started it (a full run failed that way). So it runs in a process of its own.
+SCENARIO = """
+import json, sys
+from pathlib import Path
+from faults.scenarios import worker_node_drained_and_stopped
+outcome = worker_node_drained_and_stopped(Path(sys.argv[1]), Path(sys.argv[2]))
+facts = {"lost_node": outcome.lost_node, "preempted_checkpoint": outcome.preempted_checkpoint,
+         "rows": outcome.report.rows, "study": outcome.plan.name, "storage": outcome.plan.optuna_storage}
+print("OUTCOME " + json.dumps(facts, default=str), flush=True)
+"""
 
 
-def test_a_drained_then_stopped_worker_node_costs_a_restart_from_the_preemption_checkpoint(tmp_path, capfd):
+def run_scenario(folder: Path, data: Path) -> tuple[dict, str]:
+    """The scenario's facts and everything its process printed (Ray forwards the workers' logs)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent), str(TESTS), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", SCENARIO, str(folder), str(data)],
+        env=env, capture_output=True, text=True, timeout=840, cwd=folder,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    found = re.findall(r"^OUTCOME (.*)$", proc.stdout, flags=re.M)
+    assert proc.returncode == 0 and found, f"scenario exited {proc.returncode}:\n{output[-6000:]}"
+    return json.loads(found[-1]), output
+
+
+def test_a_drained_then_stopped_worker_node_costs_a_restart_from_the_preemption_checkpoint(tmp_path):
     import optuna
 
     data = make_dataset(tmp_path / "ds", n_per_split={"train": 2, "val": 1, "test": 1}, seconds=1.0, seed=5)
-    outcome = worker_node_drained_and_stopped(tmp_path, data, capfd)
-    assert outcome.lost_node, "the Train worker's node was never found"
-    [row] = outcome.report.rows
-    assert row["state"] == "completed" and row["epochs"] == DRAIN_EPOCHS, outcome.output[-4000:]
+    outcome, output = run_scenario(tmp_path, data)
+    assert outcome["lost_node"], "the Train worker's node was never found"
+    [row] = outcome["rows"]
+    assert row["state"] == "completed" and row["epochs"] == DRAIN_EPOCHS, output[-4000:]
     # The drain notice made the worker write a just-in-time checkpoint; the restart began there.
-    assert outcome.preempted_checkpoint, outcome.output[-4000:]
-    step = int(re.match(r"checkpoint_(\d+)", outcome.preempted_checkpoint).group(1))
-    assert outcome.resumed_from_step == step > DRAIN_STEPS_PER_EPOCH, (
-        outcome.preempted_checkpoint,
-        outcome.output[-4000:],
+    assert outcome["preempted_checkpoint"], output[-4000:]
+    step = int(re.match(r"checkpoint_(\d+)", outcome["preempted_checkpoint"]).group(1))
+    resumed = re.findall(r"from step (\d+) \(epoch", output)
+    assert resumed and int(resumed[-1]) == step > DRAIN_STEPS_PER_EPOCH, (
+        outcome["preempted_checkpoint"],
+        output[-4000:],
     )
-    study = optuna.load_study(study_name=outcome.plan.name, storage=outcome.plan.optuna_storage)
+    study = optuna.load_study(study_name=outcome["study"], storage=outcome["storage"])
     assert [t.state.name for t in study.trials] == ["COMPLETE"]
