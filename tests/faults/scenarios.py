@@ -454,6 +454,7 @@ class NodeLossOutcome:
     lost_node: str = ""  # the node that held the trial's Train worker
     preempted_checkpoint: str = ""  # the just-in-time checkpoint written after the drain notice
     resumed_from_step: int = -1  # where the restarted worker group picked up (from its log line)
+    newest_step_at_stop: int = -1  # the newest checkpoint Train had registered once the node was gone
     recover_s: float = 0.0  # from the node stopping to the sweep's end
     output: str = ""
 
@@ -527,6 +528,9 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
                 index = [p.args[4] for p in cluster.processes].index(f"--node-ip-address={ip_of[node]}")
                 os.killpg(cluster.processes[index].pid, signal.SIGKILL)  # the node is gone
                 stopped_at.append(time.monotonic())
+                time.sleep(1.0)  # a report already on its way may still register
+                steps = re.findall(r"checkpoint_(\d+)", snapshot.read_text())
+                outcome.newest_step_at_stop = max(map(int, steps), default=-1)
                 ray.cancel(busy, force=True)  # the head's CPU: where the worker group restarts
 
             thread = threading.Thread(target=preempt, daemon=True)
