@@ -41,27 +41,36 @@ class SweepReport:
         return out
 
 
-def result_rows(result_grid: Any, metric: str, mode: str, max_epochs: int) -> list[dict[str, Any]]:
+def result_rows(
+    result_grid: Any, metric: str, mode: str, max_epochs: int, train_runs: str = "", sweep: str = ""
+) -> list[dict[str, Any]]:
     """One row per trial from Tune's ResultGrid, best first (errors last).
 
     A trial is ranked by its best epoch's `metric`, and every `val_*` figure in its row is that
     epoch's: the best epoch is what the trial's `best_model` and kept checkpoints hold, so the
     row describes exactly the model a registration would ship. `final_<metric>` is the last epoch's.
+    A best epoch whose report named no checkpoint (a trial that reported again after a driver kill)
+    takes it from the trial's Train run, `<train_runs>/<sweep>-<trial id>`.
     """
     rows = []
     for result in result_grid:
         metrics = result.metrics or {}
         epoch = int(metrics.get("epoch", 0) or 0)
         best = _best_epoch(result.metrics_dataframe, metric, mode) or metrics
+        trial_id = metrics.get("trial_id") or (result.path or "").rsplit("/", 1)[-1]
+        checkpoint = valid_checkpoint(best.get("checkpoint_path"), result.filesystem)
+        if not checkpoint and train_runs:
+            best_epoch = int(best.get("epoch", 0) or 0)
+            checkpoint = train_run_checkpoint(f"{train_runs}/{sweep}-{trial_id}", best_epoch, metric, mode)
         row = disjoint_union(
             {
-                "trial_id": metrics.get("trial_id") or (result.path or "").rsplit("/", 1)[-1],
+                "trial_id": trial_id,
                 "state": trial_state("ERROR" if result.error else "TERMINATED", epoch, max_epochs),
                 "epochs": epoch,
                 "best_epoch": int(best.get("epoch", 0) or 0),
                 metric: best.get(metric),
                 f"final_{metric}": metrics.get(metric),
-                "checkpoint": valid_checkpoint(best.get("checkpoint_path"), result.filesystem),
+                "checkpoint": checkpoint,
             },
             {k: v for k, v in best.items() if k.startswith("val_") and k != metric},
             {f"param.{k}": v for k, v in (result.config or {}).items()},
@@ -91,6 +100,34 @@ def _best_epoch(history: Any, metric: str, mode: str) -> dict[str, Any] | None:
 def _plain(value: Any) -> Any:
     """numpy scalars -> Python numbers (for CSV, MLflow and formatting)."""
     return value.item() if hasattr(value, "item") else value
+
+
+def train_run_checkpoint(run_folder: str, epoch: int, metric: str, mode: str) -> str:
+    """The checkpoint of `epoch` that Ray Train registered for the run at `run_folder` (local or
+    gs://), else its best by `metric`, if it still exists and is complete; "" if none. Read from
+    the run's checkpoint_manager_snapshot.json, which lists each kept checkpoint with its metrics."""
+    import json
+
+    from gsenet.storage import exists_at, read_text_at
+
+    snapshot = f"{run_folder}/checkpoint_manager_snapshot.json"
+    try:
+        kept = json.loads(read_text_at(snapshot)).get("checkpoint_results", []) if exists_at(snapshot) else []
+    except (OSError, ValueError):
+        return ""  # unreadable: the row says none kept, as before
+    sign = -1 if mode == "max" else 1
+
+    def preference(entry: dict) -> tuple:
+        metrics = entry.get("metrics") or {}
+        value = metrics.get(metric)
+        scored = isinstance(value, (int, float)) and math.isfinite(value)
+        return (metrics.get("epoch") != epoch, sign * value if scored else math.inf)
+
+    for entry in sorted(kept, key=preference):
+        found = valid_checkpoint(f"{run_folder}/{entry.get('checkpoint_dir_name', '')}")
+        if found:
+            return found
+    return ""
 
 
 def valid_checkpoint(path: Any, filesystem: Any = None) -> str:

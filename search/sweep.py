@@ -536,7 +536,7 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
     metric, mode = settings.metric, settings.resolved_mode()
     if fail_leftovers(plan):  # suggestions no trial took (e.g. the time budget ended first)
         print("resume: Optuna trials left RUNNING by a killed driver were closed as FAIL", flush=True)
-    rows = reporting.result_rows(grid, metric, mode, plan.max_epochs())
+    rows = reporting.result_rows(grid, metric, mode, plan.max_epochs(), plan.train_storage, plan.name)
     counts = {s: sum(r["state"] == s for r in rows) for s in ("completed", "pruned", "errored")}
     completed = [r for r in rows if r["state"] == "completed" and isinstance(r[metric], (int, float))]
     result = reporting.SweepReport(plan.name, metric, mode, rows, completed[0] if completed else None, counts=counts)

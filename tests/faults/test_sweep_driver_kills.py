@@ -59,6 +59,8 @@ def test_a_sweep_driver_killed_at_any_moment_resumes_to_exactly_num_samples_tria
     expected = {"COMPLETE": "completed", "PRUNED": "pruned"}
     assert {r["trial_id"]: r["state"] for r in outcome.rows} == {k: expected[v] for k, v in optuna_state.items()}
     assert all(int(r["epochs"]) == MAX_EPOCHS for r in outcome.rows if r["state"] == "completed")
+    # Each completed trial's best checkpoint is named, also one that reported again after a kill.
+    assert all(r["checkpoint"] for r in outcome.rows if r["state"] == "completed"), outcome.rows
 
     # MLflow: one closed child per trial; a child of a trial only the killed driver knew is closed as lost.
     runs = outcome.mlflow
