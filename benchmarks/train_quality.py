@@ -62,7 +62,14 @@ def si_sdr_gain(model, items: list[dict]) -> float:
 
 
 def train(
-    cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes: float, log=print, val_items=None
+    cfg,
+    steps: int,
+    eval_items: list[dict],
+    eval_every: int,
+    max_minutes: float,
+    log=print,
+    val_items=None,
+    snapshot: Path | None = None,
 ) -> dict:
     """Train `steps` steps or `max_minutes`, whichever comes first; returns the model, the curve and
     the timing. The LR schedule runs on steps only: `max_minutes` is a safety stop. (It used to run on
@@ -117,6 +124,8 @@ def train(
                 point["val_si_sdr_vs_beam"] = si_sdr_gain(model, val_items)
             curve.append(point)
             running = []
+            if snapshot:  # a long run that dies keeps its weights and curve so far
+                torch.save({"model": model.state_dict(), "curve": curve, "step": step}, snapshot)
             val = f" (train-scheme val {point['val_si_sdr_vs_beam']:+.2f})" if val_items else ""
             log(
                 f"step {step}: loss {point['loss']:.4f}, SI-SDR vs beam {point['si_sdr_vs_beam']:+.2f} dB{val}, "
@@ -211,19 +220,23 @@ def run_pretrained(args) -> None:
     torch.set_num_threads(args.threads)
     work = Path(args.work_dir).resolve()
     t0 = time.time()
-    train_root = simulate_dataset(work / "train_paper", args.train_recordings, seed=1, scheme="paper", workers=1)
+    workers = args.threads  # simulation is one process per core
+    train_root = simulate_dataset(work / "train_paper", args.train_recordings, seed=1, scheme="paper", workers=workers)
     test_root = simulate_dataset(
         work / "test_array", args.test_recordings, seed=2, scheme="array", beamformer="superdirective",
-        sir_db=(0.0, 0.0), split_fractions=(0.0, 0.0, 1.0), workers=1,
+        sir_db=(0.0, 0.0), split_fractions=(0.0, 0.0, 1.0), workers=workers,
     )  # fmt: skip  # the quality table's held-out test set (benchmarks/quality.py)
     simulate_minutes = (time.time() - t0) / 60
     cfg = experiment_config(Path(args.config), args.set, train_root)
     # Curve on the first test recordings; the final numbers below use the whole test split.
     items = eval_set(test_root, "test", args.eval_recordings, cfg.model.sample_rate)
-    result = train(cfg, args.steps, items, args.eval_every, args.minutes)
+    # The training scheme's own val split too: tells train/test mismatch from a plateau.
+    val_items = eval_set(train_root, "val", args.eval_recordings, cfg.model.sample_rate)
+    result = train(
+        cfg, args.steps, items, args.eval_every, args.minutes, val_items=val_items, snapshot=work / "snapshot.pt"
+    )
 
     # The scale-invariant losses leave the output level free: put it at the target's level.
-    val_items = eval_set(train_root, "val", args.eval_recordings, cfg.model.sample_rate)
     gain_db = calibrate_level(result["model"], val_items)
     log_line = f"output level calibrated by {gain_db:+.2f} dB on {len(val_items)} val recordings"
     print(log_line)
