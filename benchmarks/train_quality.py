@@ -317,6 +317,34 @@ def system_lines(rows: list[dict], title: str) -> list[str]:
     return [*lines, ""]
 
 
+@torch.no_grad()
+def guide_check(model, test_root: Path, sr: int) -> list[str]:
+    """Whether the model's gain comes from the reference mic: SI-SDR over the beam as given and with
+    the ref replaced by the beam (no contrast for the guide to use), overall and by condition."""
+    from gsenet.enhance import enhance_arrays
+    from gsenet.metrics import si_sdr
+
+    rows = []
+    for item in eval_set(test_root, "test", 0, sr):
+        beam, ref, target = item["beam"], item["ref"], item["target"]
+        meta = json.loads((test_root / "test" / item["name"] / "meta.json").read_text())
+        base = si_sdr(beam, target)
+        rows.append(
+            {
+                "condition": meta.get("condition", ""),
+                "given": si_sdr(enhance_arrays(model, beam, ref), target) - base,
+                "ref_is_beam": si_sdr(enhance_arrays(model, beam, beam), target) - base,
+            }
+        )
+    lines = ["**Does it use the reference mic?** SI-SDR over the beamformer (dB), the model as given and with", "its ref input replaced by the beam:", "", "| recordings | as given | ref := beam | from the ref |", "|---|---|---|---|"]  # fmt: skip
+    for condition in ["", *sorted({r["condition"] for r in rows})]:
+        subset = [r for r in rows if condition in ("", r["condition"])]
+        given, blind = np.mean([r["given"] for r in subset]), np.mean([r["ref_is_beam"] for r in subset])
+        label = f"{condition or 'all'} ({len(subset)})"
+        lines.append(f"| {label} | {given:+.2f} | {blind:+.2f} | {given - blind:+.2f} |")
+    return [*lines, ""]
+
+
 def run_card(args) -> None:
     """Score a shipped model on the array-scheme test set and write its model card (README.md)."""
     from gsenet.inference import evaluate_model, load_model, pretrained_folder, write_csv
@@ -343,6 +371,7 @@ def run_card(args) -> None:
             f"{np.mean([r['si_sdr_beam'] for r in early]):.2f} dB, improvement {gain:+.2f} dB.",
             "",
         ]
+    text += guide_check(model, Path(args.test_data), cfg.sample_rate)
     points = ", ".join("step {}: {:+.2f}".format(p["step"], p["si_sdr_vs_beam"]) for p in curve)
     text += [
         f"Learning curve (SI-SDR over the beamformer on the first {args.eval_recordings} test recordings): {points}.",
