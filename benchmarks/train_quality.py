@@ -151,7 +151,13 @@ def plot_curves(curves: dict[str, list[dict]], path: Path, title: str, ylim=None
         )
         val = [p for p in curve if "val_si_sdr_vs_beam" in p]
         if val:  # dashed: the training scheme's own val split
-            ax.plot([p["step"] for p in val], [p["val_si_sdr_vs_beam"] for p in val], ls="--", color=line.get_color())
+            ax.plot(
+                [p["step"] for p in val],
+                [p["val_si_sdr_vs_beam"] for p in val],
+                ls="--",
+                color=line.get_color(),
+                label=f"{label} (training scheme's val split)",
+            )
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("training step")
     ax.set_ylabel("SI-SDR over the beamformer (dB)")
