@@ -62,7 +62,14 @@ def si_sdr_gain(model, items: list[dict]) -> float:
 
 
 def train(
-    cfg, steps: int, eval_items: list[dict], eval_every: int, max_minutes: float, log=print, val_items=None
+    cfg,
+    steps: int,
+    eval_items: list[dict],
+    eval_every: int,
+    max_minutes: float,
+    log=print,
+    val_items=None,
+    snapshot: Path | None = None,
 ) -> dict:
     """Train `steps` steps or `max_minutes`, whichever comes first; returns the model, the curve and
     the timing. The LR schedule runs on steps only: `max_minutes` is a safety stop. (It used to run on
@@ -117,6 +124,8 @@ def train(
                 point["val_si_sdr_vs_beam"] = si_sdr_gain(model, val_items)
             curve.append(point)
             running = []
+            if snapshot:  # a long run that dies keeps its weights and curve so far
+                torch.save({"model": model.state_dict(), "curve": curve, "step": step}, snapshot)
             val = f" (train-scheme val {point['val_si_sdr_vs_beam']:+.2f})" if val_items else ""
             log(
                 f"step {step}: loss {point['loss']:.4f}, SI-SDR vs beam {point['si_sdr_vs_beam']:+.2f} dB{val}, "
@@ -142,7 +151,13 @@ def plot_curves(curves: dict[str, list[dict]], path: Path, title: str, ylim=None
         )
         val = [p for p in curve if "val_si_sdr_vs_beam" in p]
         if val:  # dashed: the training scheme's own val split
-            ax.plot([p["step"] for p in val], [p["val_si_sdr_vs_beam"] for p in val], ls="--", color=line.get_color())
+            ax.plot(
+                [p["step"] for p in val],
+                [p["val_si_sdr_vs_beam"] for p in val],
+                ls="--",
+                color=line.get_color(),
+                label=f"{label} (training scheme's val split)",
+            )
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("training step")
     ax.set_ylabel("SI-SDR over the beamformer (dB)")
@@ -211,19 +226,23 @@ def run_pretrained(args) -> None:
     torch.set_num_threads(args.threads)
     work = Path(args.work_dir).resolve()
     t0 = time.time()
-    train_root = simulate_dataset(work / "train_paper", args.train_recordings, seed=1, scheme="paper", workers=1)
+    workers = args.threads  # simulation is one process per core
+    train_root = simulate_dataset(work / "train_paper", args.train_recordings, seed=1, scheme="paper", workers=workers)
     test_root = simulate_dataset(
         work / "test_array", args.test_recordings, seed=2, scheme="array", beamformer="superdirective",
-        sir_db=(0.0, 0.0), split_fractions=(0.0, 0.0, 1.0), workers=1,
+        sir_db=(0.0, 0.0), split_fractions=(0.0, 0.0, 1.0), workers=workers,
     )  # fmt: skip  # the quality table's held-out test set (benchmarks/quality.py)
     simulate_minutes = (time.time() - t0) / 60
     cfg = experiment_config(Path(args.config), args.set, train_root)
     # Curve on the first test recordings; the final numbers below use the whole test split.
     items = eval_set(test_root, "test", args.eval_recordings, cfg.model.sample_rate)
-    result = train(cfg, args.steps, items, args.eval_every, args.minutes)
+    # The training scheme's own val split too: tells train/test mismatch from a plateau.
+    val_items = eval_set(train_root, "val", args.eval_recordings, cfg.model.sample_rate)
+    result = train(
+        cfg, args.steps, items, args.eval_every, args.minutes, val_items=val_items, snapshot=work / "snapshot.pt"
+    )
 
     # The scale-invariant losses leave the output level free: put it at the target's level.
-    val_items = eval_set(train_root, "val", args.eval_recordings, cfg.model.sample_rate)
     gain_db = calibrate_level(result["model"], val_items)
     log_line = f"output level calibrated by {gain_db:+.2f} dB on {len(val_items)} val recordings"
     print(log_line)
@@ -304,6 +323,34 @@ def system_lines(rows: list[dict], title: str) -> list[str]:
     return [*lines, ""]
 
 
+@torch.no_grad()
+def guide_check(model, test_root: Path, sr: int) -> list[str]:
+    """Whether the model's gain comes from the reference mic: SI-SDR over the beam as given and with
+    the ref replaced by the beam (no contrast for the guide to use), overall and by condition."""
+    from gsenet.enhance import enhance_arrays
+    from gsenet.metrics import si_sdr
+
+    rows = []
+    for item in eval_set(test_root, "test", 0, sr):
+        beam, ref, target = item["beam"], item["ref"], item["target"]
+        meta = json.loads((test_root / "test" / item["name"] / "meta.json").read_text())
+        base = si_sdr(beam, target)
+        rows.append(
+            {
+                "condition": meta.get("condition", ""),
+                "given": si_sdr(enhance_arrays(model, beam, ref), target) - base,
+                "ref_is_beam": si_sdr(enhance_arrays(model, beam, beam), target) - base,
+            }
+        )
+    lines = ["**Does it use the reference mic?** SI-SDR over the beamformer (dB), the model as given and with", "its ref input replaced by the beam:", "", "| recordings | as given | ref := beam | from the ref |", "|---|---|---|---|"]  # fmt: skip
+    for condition in ["", *sorted({r["condition"] for r in rows})]:
+        subset = [r for r in rows if condition in ("", r["condition"])]
+        given, blind = np.mean([r["given"] for r in subset]), np.mean([r["ref_is_beam"] for r in subset])
+        label = f"{condition or 'all'} ({len(subset)})"
+        lines.append(f"| {label} | {given:+.2f} | {blind:+.2f} | {given - blind:+.2f} |")
+    return [*lines, ""]
+
+
 def run_card(args) -> None:
     """Score a shipped model on the array-scheme test set and write its model card (README.md)."""
     from gsenet.inference import evaluate_model, load_model, pretrained_folder, write_csv
@@ -330,6 +377,7 @@ def run_card(args) -> None:
             f"{np.mean([r['si_sdr_beam'] for r in early]):.2f} dB, improvement {gain:+.2f} dB.",
             "",
         ]
+    text += guide_check(model, Path(args.test_data), cfg.sample_rate)
     points = ", ".join("step {}: {:+.2f}".format(p["step"], p["si_sdr_vs_beam"]) for p in curve)
     text += [
         f"Learning curve (SI-SDR over the beamformer on the first {args.eval_recordings} test recordings): {points}.",
