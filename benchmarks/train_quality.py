@@ -198,7 +198,8 @@ def run_plot(args) -> None:
     curves = {}
     for spec in args.curves:
         label, _, path = spec.partition("=")
-        curves[label] = json.loads(Path(path).read_text())["curve"]
+        saved = json.loads(Path(path).read_text())
+        curves[label] = saved["curve"] if isinstance(saved, dict) else saved  # `curve` or a pretrained folder's
     print(plot_curves(curves, Path(args.png), args.title, args.ylim))
 
 
