@@ -453,10 +453,7 @@ class NodeLossOutcome:
     plan: object = None
     lost_node: str = ""  # the node that held the trial's Train worker
     preempted_checkpoint: str = ""  # the just-in-time checkpoint written after the drain notice
-    resumed_from_step: int = -1  # where the restarted worker group picked up (from its log line)
-    newest_step_at_stop: int = -1  # the newest checkpoint Train had registered once the node was gone
     recover_s: float = 0.0  # from the node stopping to the sweep's end
-    output: str = ""
 
 
 def _train_worker_node(dashboard: str) -> str:
@@ -467,7 +464,7 @@ def _train_worker_node(dashboard: str) -> str:
     return alive[0].node_id if alive else ""
 
 
-def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, drain: bool = True) -> NodeLossOutcome:
+def worker_node_drained_and_stopped(folder: Path, dataset: Path, drain: bool = True) -> NodeLossOutcome:
     """One trial whose only Train worker runs on the cluster's one worker node (the head's CPU is
     held by a blocker task): after its first checkpoint the node gets a preemption drain notice
     (`ray drain-node`), and once the just-in-time checkpoint is written (or 60 s passed) the node is
@@ -528,9 +525,6 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
                 index = [p.args[4] for p in cluster.processes].index(f"--node-ip-address={ip_of[node]}")
                 os.killpg(cluster.processes[index].pid, signal.SIGKILL)  # the node is gone
                 stopped_at.append(time.monotonic())
-                time.sleep(1.0)  # a report already on its way may still register
-                steps = re.findall(r"checkpoint_(\d+)", snapshot.read_text())
-                outcome.newest_step_at_stop = max(map(int, steps), default=-1)
                 ray.cancel(busy, force=True)  # the head's CPU: where the worker group restarts
 
             thread = threading.Thread(target=preempt, daemon=True)
@@ -545,8 +539,4 @@ def worker_node_drained_and_stopped(folder: Path, dataset: Path, capfd=None, dra
     runs = list(Path(plan.train_storage).glob("drained-*"))
     preempted = sorted(p.name for r in runs for p in r.glob("*_preempted"))
     outcome.preempted_checkpoint = preempted[-1] if preempted else outcome.preempted_checkpoint
-    if capfd is not None:
-        outcome.output = "".join(capfd.readouterr())
-        resumed = re.findall(r"from step (\d+) \(epoch", outcome.output)
-        outcome.resumed_from_step = int(resumed[-1]) if resumed else -1
     return outcome

@@ -29,7 +29,6 @@ from pathlib import Path
 from faults.scenarios import worker_node_drained_and_stopped
 outcome = worker_node_drained_and_stopped(Path(sys.argv[1]), Path(sys.argv[2]))
 facts = {"lost_node": outcome.lost_node, "preempted_checkpoint": outcome.preempted_checkpoint,
-         "newest_step_at_stop": outcome.newest_step_at_stop,
          "rows": outcome.report.rows, "study": outcome.plan.name, "storage": outcome.plan.optuna_storage}
 print("OUTCOME " + json.dumps(facts, default=str), flush=True)
 """
