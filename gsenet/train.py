@@ -16,6 +16,7 @@ the same step count and data position. Only rank 0 writes checkpoints and logs t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -263,7 +264,7 @@ def load_checkpoint(checkpoint) -> dict | None:
     for candidate in [checkpoint, *_older_checkpoints(checkpoint)]:
         name = candidate.path.rstrip("/").rsplit("/", 1)[-1]
         try:
-            with candidate.as_directory() as folder:
+            with _private_copy(candidate) as folder:
                 state = read_checkpoint(folder, allow_unverified=not tried)
         except (CorruptCheckpointError, OSError) as exc:
             print(f"gsenet: checkpoint {candidate.path} is not usable: {exc}; trying the one before it", flush=True)
@@ -278,6 +279,24 @@ def load_checkpoint(checkpoint) -> dict | None:
         f"no usable checkpoint in {run} (tried {', '.join(tried)}); move the run folder away "
         f"(or set train.name) to start over"
     )
+
+
+@contextlib.contextmanager
+def _private_copy(checkpoint):
+    """A local folder with `checkpoint`'s files that only this process reads.
+
+    Not `Checkpoint.as_directory()`: for remote storage it downloads into one folder per checkpoint
+    that every rank on the node shares, and the last reader out deletes it, so a rank arriving as
+    another leaves can read a folder being removed (seen in CI on gs://: rank 1 found the newest
+    checkpoint empty and the run failed).
+    """
+    import pyarrow.fs
+
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        yield checkpoint.path
+        return
+    with tempfile.TemporaryDirectory(prefix="gsenet-resume-") as folder:
+        yield checkpoint.to_directory(folder)
 
 
 def _older_checkpoints(checkpoint) -> list:

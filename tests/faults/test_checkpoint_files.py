@@ -113,3 +113,39 @@ def test_checkpoints_of_an_older_gsenet_without_manifest_still_load(tmp_path):
         (run / f"checkpoint_{step:08d}" / MANIFEST).unlink()
     model, _ = load_model(run)
     assert same_weights(model, states[6])
+
+
+def test_resuming_from_remote_storage_reads_a_private_copy_not_rays_shared_download(tmp_path):
+    """Ray's `as_directory()` downloads a remote checkpoint into one folder per checkpoint that all
+    ranks on a node share, and the last reader out deletes it: in CI (gs://) rank 1 found it empty
+    while rank 0 removed it, and the run failed "no usable checkpoint". Here another process holds
+    Ray's lock on that shared folder and leaves it empty, as the removing rank did; resuming must
+    still read the checkpoint's own weights."""
+    import subprocess
+    import sys
+
+    import pyarrow.fs
+    import ray.train
+
+    from gsenet.train import load_checkpoint
+
+    states = write_run(tmp_path / "run", steps=(4,))
+    remote = pyarrow.fs.SubTreeFileSystem(str(tmp_path), pyarrow.fs.LocalFileSystem())  # not "local"
+    checkpoint = ray.train.Checkpoint("run/checkpoint_00000004", filesystem=remote)
+    shared = checkpoint._get_temporary_checkpoint_dir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import os, sys, time\n"
+            "from ray.air._internal.filelock import TempFileLock\n"
+            f"os.makedirs({shared!r}, exist_ok=True)\n"
+            f"with TempFileLock({shared!r}, timeout=0):\n"
+            "    print('held', flush=True); time.sleep(3)\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        state = load_checkpoint(checkpoint)
+    finally:
+        holder.wait(30)
+    assert all(torch.equal(v, states[4][k]) for k, v in state["model"].items())
