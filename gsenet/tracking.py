@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import queue
+import shutil
 import tempfile
 import threading
 import time
@@ -617,18 +618,25 @@ def log_pyfunc_model(uri: str, run_id: str, model_folder: Path, name: str, *, sa
         ),
         outputs=Schema([waveform]),
     )
-    package = Path(__file__).resolve().parent
-    with fluent_uris(uri), mlflow.start_run(run_id=run_id):
+    with tempfile.TemporaryDirectory(prefix="gsenet-code-") as code, fluent_uris(uri), mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=GSENetPyfunc(),
             artifacts={"model": str(model_folder)},
-            code_paths=[str(package)],
+            code_paths=[str(package_source(Path(code) / "gsenet"))],
             signature=signature,
             input_example=example,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pyyaml"],
         )
     return info.model_uri
+
+
+def package_source(destination: Path) -> Path:
+    """A copy of the gsenet package as a model ships it: its source and configs, without the
+    pretrained models' weights (1.2 MB that every logged model would otherwise carry) or bytecode."""
+    package = Path(__file__).resolve().parent
+    shutil.copytree(package, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "pretrained"))
+    return destination
 
 
 BEST_ALIAS = "best"  # the alias every registration sets: models:/NAME@best

@@ -642,7 +642,9 @@ def trace(worker: Worker, event: str, **fields) -> None:
     path = Path(worker.cfg.train.trace_dir) / f"rank{worker.rank}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        f.write(json.dumps({"event": event, "rank": worker.rank, "pid": os.getpid(), **fields}) + "\n")
+        f.write(
+            json.dumps({"event": event, "rank": worker.rank, "pid": os.getpid(), "t": time.time(), **fields}) + "\n"
+        )
 
 
 def train_one_epoch(worker: Worker) -> EpochStats:

@@ -2,7 +2,7 @@
 
 Driven directly through the Searcher interface Tune uses (suggest / on_trial_result /
 on_trial_complete), against a real SQLite Optuna study; the Tune + ASHA path is in
-tests/integration/test_search.py.
+tests/integration/test_pruning.py.
 """
 
 from __future__ import annotations

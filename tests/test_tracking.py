@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import mlflow
 
@@ -22,3 +23,17 @@ def test_fluent_uris_leave_no_process_wide_uri_behind(tmp_path, monkeypatch):
     assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == before
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert os.environ["MLFLOW_REGISTRY_URI"] == f"sqlite:///{tmp_path / 'mine.db'}"
+
+
+def test_a_logged_model_ships_gsenet_source_without_pretrained_weights(tmp_path):
+    from gsenet.tracking import package_source
+
+    code = package_source(tmp_path / "gsenet")
+    shipped = {p.relative_to(code).as_posix() for p in code.rglob("*") if p.is_file()}
+    source = Path(__file__).resolve().parents[1] / "gsenet"
+    expected = {
+        p.relative_to(source).as_posix()
+        for p in source.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc" and "pretrained" not in p.parts
+    }
+    assert shipped == expected and "model.py" in shipped and "configs/quality.yaml" in shipped

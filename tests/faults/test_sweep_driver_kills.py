@@ -28,7 +28,7 @@ pytestmark = [
 # Three of the four moments, in the order one 3-trial sweep (one trial at a time) meets them:
 # right after the second trial's prune, before the third trial's first report, during its final
 # report. Each driver start costs 30-100 s on 2 cores; mid-trial (a resume from a checkpoint) is left
-# to benchmarks/faults.py and tests/integration/test_search.py's driver SIGKILL.
+# to benchmarks/faults.py and tests/integration/test_gcs_sweep.py's driver SIGKILL.
 KILL_POINTS = ("after_prune", "first_report", "final_report")
 
 

@@ -116,7 +116,7 @@ def fake_autoscaling_cluster(idle_timeout_minutes: float = 0.1) -> Iterator[Loca
         _wait_for_gcs(gcs_port, cluster, timeout=180)
         yield cluster
     finally:
-        cluster.stop(timeout=60)
+        cluster.stop(timeout=10)
 
 
 def alive_nodes() -> list[dict]:

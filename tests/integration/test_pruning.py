@@ -100,12 +100,16 @@ def test_asha_stops_real_trials_and_every_record_agrees(ray_local, mlflow_server
     assert {"optimization_history.html", "optimization_history.png"} <= plots
 
     assert_resources_released(total_cpus=2)  # the stopped trials' workers and placement groups
+    events = json.loads(Path(plan.experiment_path, "trial_timeline.json").read_text())
+    ends = sorted(e["t"] for e in events if e["event"] == "end")[:-1]  # each but the last has a successor
+    starts = [e["t"] for e in events if e["event"] == "start"]
+    waits = [round(min(s for s in starts if s > end) - end, 1) for end in ends]
+    assert max(waits) < 15, waits  # a stopped trial's resources are free at once: the next one starts
 
     trial_epochs = sum(r["epochs"] for r in report.rows)
     # Without ASHA the same trials start (same start-up cost) and one at a time (max_concurrent 1)
     # train every epoch: the wall time the stopped epochs would have added is their count times the
     # measured time between two epochs' reports of one trial.
-    events = json.loads(Path(plan.experiment_path, "trial_timeline.json").read_text())
     reports: dict[str, list[float]] = {}
     for event in events:
         if event["event"] == "result":

@@ -152,6 +152,8 @@ def test_mlflow_run_has_params_metrics_audio_and_models(trained, mlflow_server):
     assert client.get_model_version_by_alias(REGISTERED, "best").version == version.version  # models:/NAME@best
     uri = f"models:/{REGISTERED}/{version.version}"
     local = download_model(uri, mlflow_server.uri)  # explicit URI: no global MLflow state in tests
+    code = Path(local) / "code" / "gsenet"  # what the model ships of gsenet: its source, not other models
+    assert (code / "model.py").is_file() and not (code / "pretrained").exists() and not list(code.rglob("*.pyc"))
     model = mlflow.pyfunc.load_model(str(local))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 4000)).astype(np.float32) * 0.1
