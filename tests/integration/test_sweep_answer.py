@@ -54,7 +54,7 @@ fixed:
 sweep:
   metric: val_si_sdr
   num_samples: 3
-  max_concurrent: 1
+  max_concurrent: 2  # as real sweeps run: trials overlap (and their start-up costs)
   scheduler: fifo
   searcher: random
   seed: 0
