@@ -45,10 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # noqa: E402
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler  # noqa: E402
 
 from search import searcher as searcher_module  # noqa: E402
 from search import sweep as sweep_module  # noqa: E402
+from search.scheduler import ResumableASHA  # noqa: E402
 from search.searcher import PrunedAwareOptunaSearch, make_searcher  # noqa: E402
 from search.space import Param, SearchSpace, SweepSettings, load_space  # noqa: E402
 from search.surrogate import HARTMANN_MINIMUM, MAX_FIDELITY, MF_HARTMANN, MFHartmann, curve_point  # noqa: E402
@@ -226,7 +227,7 @@ class RecordingSearcher(PrunedAwareOptunaSearch):
         _append(self.log_path, ["told", trial_id, frozen.state.name, frozen.value, len(frozen.intermediate_values)])
 
 
-class RecordingASHA(ASHAScheduler):
+class RecordingASHA(ResumableASHA):
     log_path = ""
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
@@ -246,7 +247,7 @@ class RecordingFIFO(FIFOScheduler):
 
 def record(obj: Any, log_path: str) -> Any:
     """Turn a searcher/scheduler built by the sweep's own functions into its recording twin."""
-    twins = {PrunedAwareOptunaSearch: RecordingSearcher, ASHAScheduler: RecordingASHA, FIFOScheduler: RecordingFIFO}
+    twins = {PrunedAwareOptunaSearch: RecordingSearcher, ResumableASHA: RecordingASHA, FIFOScheduler: RecordingFIFO}
     obj.__class__ = twins[type(obj)]
     obj.log_path = log_path
     return obj

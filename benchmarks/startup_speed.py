@@ -1,6 +1,7 @@
 """Where a training run's (and so a sweep trial's) fixed start-up time goes, phase by phase.
 
     python benchmarks/startup_speed.py            # ~1-2 min on 2 cores
+    python benchmarks/startup_speed.py --cpu-by-process 4   # CPU seconds per process of 4 real fits
 
 Measures, with timestamps, the pieces one `gsenet.train.build_trainer` + `fit` goes through
 before its first training step, without changing any of them:
@@ -10,15 +11,23 @@ before its first training step, without changing any of them:
 - a TorchTrainer with a loop that only stamps the clock: fit() -> the loop running (controller,
   placement group, worker process, gloo group), the loop's own gsenet imports, building the model
   and opening the dataset, and the end of the loop -> fit() returning (report, teardown).
+
+`--cpu-by-process N` instead runs N real tiny `gsenet.train.fit` calls back to back on one local
+Ray and samples /proc every 0.2 s: the CPU seconds each kind of process (Ray names its actors'
+processes `ray::<Actor>`) used per fit, against the fit's wall time x the machine's cores.
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -58,7 +67,96 @@ def stamping_loop(config: dict) -> None:
     Path(config["stamp_file"]).write_text(json.dumps(stamps))
 
 
+class ProcessCpu:
+    """CPU seconds used since start(), summed by process name, from /proc (sampled in a thread).
+
+    A process is named by the last non-idle command line it showed (Ray renames an idle worker
+    `ray::IDLE` to `ray::<Actor>` when an actor takes it); one that has exited keeps its last sample.
+    """
+
+    def __init__(self, every_s: float = 0.2):
+        self.every_s, self.tick = every_s, os.sysconf("SC_CLK_TCK")
+        self.names: dict[int, str] = {}
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._sample(baseline=True)  # what ran before start() does not count
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _sample(self, baseline: bool = False) -> None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                continue
+            cpu = (int(fields[11]) + int(fields[12])) / self.tick
+            self.first.setdefault(pid, cpu if baseline else 0.0)
+            self.last[pid] = cpu
+            if name.startswith("ray::"):  # "ray::TrainController.run" while a method runs
+                name = name.split()[0].split(".")[0]
+            if name and name != "ray::IDLE" or pid not in self.names:
+                self.names[pid] = Path(name).name if name.startswith("/") else name
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._sample()
+
+    def by_name(self) -> dict[str, float]:
+        self._stop.set()
+        totals: dict[str, float] = collections.defaultdict(float)
+        for pid, cpu in self.last.items():
+            totals[self.names.get(pid) or "(no name)"] += cpu - self.first[pid]
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def cpu_by_process(fits: int) -> None:
+    """N tiny real fits (gsenet.train.fit, 1 worker, 1 epoch of 3 steps, SQLite MLflow)."""
+    from fixtures.recordings import make_dataset
+
+    from gsenet.config import ExperimentConfig, apply_overrides
+    from gsenet.runtime import init_ray, shutdown_ray
+    from gsenet.train import fit
+
+    with tempfile.TemporaryDirectory() as folder:
+        data = make_dataset(Path(folder) / "ds", n_per_split={"train": 3, "val": 2, "test": 1}, seconds=1.0, seed=7)
+        init_ray(num_cpus=2)
+        time.sleep(5)  # Ray's own start-up settles before anything counts
+        sampler, walls = ProcessCpu(), []
+        for i in range(fits):
+            cfg = apply_overrides(ExperimentConfig(), {
+                "data.path": str(data), "data.segment_seconds": 0.5, "data.batch_size": 2,
+                "model.widths": [4, 4, 8, 8, 8, 8], "model.dilation_depth": 1, "optim.warmup_steps": 1,
+                "train.epochs": 1, "train.steps_per_epoch": 3, "train.metric_subset": 0, "train.name": f"fit{i}",
+                "train.storage_path": f"{folder}/runs", "tracking.mlflow_uri": f"sqlite:///{folder}/mlflow.db",
+            })  # fmt: skip
+            start = time.perf_counter()
+            fit(cfg)
+            walls.append(time.perf_counter() - start)
+        totals = sampler.by_name()
+        shutdown_ray()
+    wall, cores = statistics.median(walls), os.cpu_count()
+    print(f"\n{fits} fits: wall {statistics.median(walls):.1f} s each (median; {min(walls):.1f}-{max(walls):.1f})")
+    print(f"{'process':<40}  CPU s per fit")
+    for name, cpu in totals.items():
+        if cpu / fits >= 0.1:
+            print(f"{name[:40]:<40}  {cpu / fits:6.2f}")
+    print(f"{'all processes':<40}  {sum(totals.values()) / fits:6.2f}  (of {wall * cores:.1f} = wall x {cores} cores)")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpu-by-process", type=int, default=0, metavar="N", help="N fits, CPU per process")
+    args = parser.parse_args()
+    if args.cpu_by_process:
+        return cpu_by_process(args.cpu_by_process)
+    phases()
+
+
+def phases() -> None:
     import ray.train
     from fixtures.recordings import make_dataset
     from ray.train.torch import TorchTrainer

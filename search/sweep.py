@@ -310,11 +310,13 @@ def make_scheduler(settings: SweepSettings, max_epochs: int):
     `asha` with `brackets` > 1 is asynchronous HyperBand: each trial joins one of `brackets` ASHA
     brackets whose first rung is grace_period x reduction_factor^k (Ray picks the bracket with
     NumPy's global RNG)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
+
+    from search.scheduler import ResumableASHA
 
     if settings.scheduler != "asha":
         return FIFOScheduler()
-    return ASHAScheduler(
+    return ResumableASHA(  # ASHA whose rungs come back on --resume (search/scheduler.py)
         time_attr="epoch",  # survives resumes; training_iteration restarts at 1
         metric=settings.metric,
         mode=settings.resolved_mode(),

@@ -105,6 +105,7 @@ def test_asha_stops_real_trials_and_every_record_agrees(ray_local, mlflow_server
     starts = [e["t"] for e in events if e["event"] == "start"]
     waits = [round(min(s for s in starts if s > end) - end, 1) for end in ends]
     assert max(waits) < 15, waits  # a stopped trial's resources are free at once: the next one starts
+    _check_a_resumed_asha_gets_the_rungs_back(plan, by_trial)
 
     trial_epochs = sum(r["epochs"] for r in report.rows)
     # Without ASHA the same trials start (same start-up cost) and one at a time (max_concurrent 1)
@@ -121,3 +122,24 @@ def test_asha_stops_real_trials_and_every_record_agrees(ray_local, mlflow_server
         f"({1 - trial_epochs / (TRIALS * EPOCHS):.0%} saved); sweep wall time {wall_s:.0f} s, "
         f"{without_asha_s:.0f} s without ASHA ({epoch_s:.1f} s per trial-epoch, measured)"
     )
+
+
+def _check_a_resumed_asha_gets_the_rungs_back(plan, by_trial: dict) -> None:
+    """What a resumed driver's ASHA starts from (search/scheduler.py): the trials Tune restores from
+    the saved experiment, each added to the scheduler as Tuner.restore adds them, give back this
+    sweep's rung records: every trial's epoch-1 value (and epoch 2 for those that got there), as
+    Optuna recorded them from the live reports."""
+    from ray.tune import ExperimentAnalysis
+
+    from search.sweep import make_scheduler, ray_storage
+
+    resumed = make_scheduler(plan.sweep_settings(), plan.max_epochs())
+    path, filesystem = ray_storage(plan.experiment_path)
+    for restored in ExperimentAnalysis(path, storage_filesystem=filesystem).trials:
+        resumed.on_trial_add(None, restored)
+    [rungs] = resumed.rung_records()
+    for milestone in (1, 2):
+        expected = {
+            tid: t.intermediate_values[milestone] for tid, t in by_trial.items() if milestone in t.intermediate_values
+        }
+        assert rungs[milestone] == pytest.approx(expected), milestone
