@@ -42,8 +42,8 @@ def reported_results(trial) -> list[dict]:
     """The results a trial reported before this driver started (its result.json), oldest first;
     none for a new trial. Unreadable lines are skipped (a driver killed mid-write cuts the last)."""
     storage = getattr(trial, "storage", None)
-    if storage is None:
-        return []
+    if storage is None or getattr(storage, "trial_dir_name", None) is None:
+        return []  # a new trial: Tune names its folder when it first starts it
     path = f"{storage.trial_fs_path}/{RESULT_FILE}"
     try:
         with storage.storage_filesystem.open_input_stream(path) as stream:

@@ -22,7 +22,9 @@ def trial(tmp_path, trial_id: str, results: list[dict] | None = None):
     folder.mkdir()
     if results is not None:
         (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results))
-    storage = SimpleNamespace(trial_fs_path=str(folder), storage_filesystem=pyarrow.fs.LocalFileSystem())
+    storage = SimpleNamespace(
+        trial_dir_name=folder.name, trial_fs_path=str(folder), storage_filesystem=pyarrow.fs.LocalFileSystem()
+    )
     return SimpleNamespace(trial_id=trial_id, storage=storage)
 
 
@@ -65,6 +67,15 @@ def test_rungs_are_recorded_as_live_once_per_trial_and_skip_what_is_not_a_result
     scheduler.on_trial_add(None, restored[1])
     assert scheduler.on_trial_result(None, restored[1], {"epoch": 2, "val_si_sdr": -100.0}) == TrialScheduler.CONTINUE
     assert scheduler.rung_records() == [rungs]
+
+
+def test_a_new_trial_whose_folder_tune_has_not_named_yet_is_added_as_asha_adds_it(tmp_path):
+    from ray.train._internal.storage import StorageContext
+
+    scheduler = ResumableASHA(**ASHA)
+    storage = StorageContext(str(tmp_path), "sweep")  # as Tune creates a trial's, before it names the folder
+    scheduler.on_trial_add(None, SimpleNamespace(trial_id="fresh", storage=storage))
+    assert scheduler.rung_records() == [{4: {}, 2: {}, 1: {}}]
 
 
 def test_min_mode_records_as_asha_does(tmp_path):
