@@ -15,39 +15,25 @@ both losses give the same value and gradient on these inputs.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import torch
-from model_speed import BATCH, SAMPLE_RATE, TRAIN_SECONDS, interleaved, round_ratios, spread, train_step
+from model_speed import (
+    BATCH,
+    SAMPLE_RATE,
+    TRAIN_SECONDS,
+    interleaved,
+    module_at_commit,
+    round_ratios,
+    spread,
+    train_step,
+)
 
 from gsenet.config import LossConfig, ModelConfig
 from gsenet.losses import GSENetLoss
 from gsenet.model import GSENet
 
-ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "ab4d0e0"  # main before the loss shared its spectra and wrote out its backward
-
-
-def load_baseline(rev: str):
-    """gsenet/losses.py as of `rev`, imported under its own module name."""
-    try:
-        source = subprocess.run(
-            ["git", "show", f"{rev}:gsenet/losses.py"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout
-    except subprocess.CalledProcessError as err:
-        raise SystemExit(
-            f"--baseline {rev}: git show failed ({err.stderr.strip()}); pass a commit of this repo"
-        ) from None
-    path = Path(tempfile.mkdtemp()) / "baseline_losses.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("baseline_losses", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def loss_alone(loss: torch.nn.Module, estimate: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor):
@@ -75,7 +61,7 @@ def main() -> None:
     parser.add_argument("--no-step", action="store_true", help="the loss alone only, no training steps")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    baseline = load_baseline(args.baseline)
+    baseline = module_at_commit(args.baseline, "gsenet/losses.py", "baseline_losses")
     losses = {"baseline": baseline.GSENetLoss(LossConfig()), "now": GSENetLoss(LossConfig())}
 
     torch.manual_seed(0)

@@ -51,6 +51,30 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     return best
 
 
+def module_at_commit(rev: str, path: str, name: str):
+    """The repository's file `path` as of commit `rev` (git show), imported as module `name`, so an
+    earlier version runs side by side with this checkout's in one process."""
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+    except subprocess.CalledProcessError as err:
+        raise SystemExit(
+            f"--baseline {rev}: git show failed ({err.stderr.strip()}); pass a commit of this repo"
+        ) from None
+    file = Path(tempfile.mkdtemp()) / f"{name}.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and annotations look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, between=None) -> dict[str, list]:
     """(cpu s, wall s) of one call of each contender per round, after one warm-up call each."""
     for fn in contenders.values():

@@ -13,39 +13,14 @@ faster now), median and range.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import torch
-from model_speed import interleaved, round_ratios, spread
+from model_speed import interleaved, module_at_commit, round_ratios, spread
 
 from gsenet.config import ModelConfig
 from gsenet.model import GSENet
 
-ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "HEAD"  # the last commit: an edit of gsenet/model.py is measured before it is committed
-
-
-def load_baseline_model(rev: str):
-    """gsenet/model.py as of `rev`, imported under its own module name."""
-    try:
-        source = subprocess.run(
-            ["git", "show", f"{rev}:gsenet/model.py"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout
-    except subprocess.CalledProcessError as err:
-        raise SystemExit(
-            f"--baseline {rev}: git show failed ({err.stderr.strip()}); pass a commit of this repo"
-        ) from None
-    path = Path(tempfile.mkdtemp()) / "baseline_model.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("baseline_model", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_model"] = module  # dataclasses and annotations look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def stream(model, beam: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -63,7 +38,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = ModelConfig()
     current = GSENet(cfg).eval()
-    baseline = load_baseline_model(args.baseline).GSENet(cfg).eval()
+    baseline = module_at_commit(args.baseline, "gsenet/model.py", "baseline_model").GSENet(cfg).eval()
     baseline.load_state_dict(current.state_dict(), strict=True)
     generator = torch.Generator().manual_seed(0)
     beam, ref = (0.1 * torch.randn(1, int(args.seconds * cfg.sample_rate), generator=generator) for _ in range(2))
