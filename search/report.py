@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ class SweepReport:
 
 
 def result_rows(
-    result_grid: Any, metric: str, mode: str, max_epochs: int, train_runs: str = "", sweep: str = ""
+    result_grid: Any, metric: str, mode: str, max_epochs: int, train_run_folder: Callable[[str], str] | None = None
 ) -> list[dict[str, Any]]:
     """One row per trial from Tune's ResultGrid, best first (errors last).
 
@@ -50,7 +51,7 @@ def result_rows(
     epoch's: the best epoch is what the trial's `best_model` and kept checkpoints hold, so the
     row describes exactly the model a registration would ship. `final_<metric>` is the last epoch's.
     A best epoch whose report named no checkpoint (a trial that reported again after a driver kill)
-    takes it from the trial's Train run, `<train_runs>/<sweep>-<trial id>`.
+    takes it from the trial's Train run, `train_run_folder(trial id)`.
     """
     rows = []
     for result in result_grid:
@@ -59,9 +60,9 @@ def result_rows(
         best = _best_epoch(result.metrics_dataframe, metric, mode) or metrics
         trial_id = metrics.get("trial_id") or (result.path or "").rsplit("/", 1)[-1]
         checkpoint = valid_checkpoint(best.get("checkpoint_path"), result.filesystem)
-        if not checkpoint and train_runs:
+        if not checkpoint and train_run_folder is not None:
             best_epoch = int(best.get("epoch", 0) or 0)
-            checkpoint = train_run_checkpoint(f"{train_runs}/{sweep}-{trial_id}", best_epoch, metric, mode)
+            checkpoint = train_run_checkpoint(train_run_folder(trial_id), best_epoch, metric, mode)
         row = disjoint_union(
             {
                 "trial_id": trial_id,

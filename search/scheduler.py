@@ -48,7 +48,7 @@ def reported_results(trial) -> list[dict]:
     try:
         with storage.storage_filesystem.open_input_stream(path) as stream:
             text = stream.read().decode(errors="replace")
-    except (FileNotFoundError, OSError):
+    except OSError:  # FileNotFoundError included: nothing reported yet
         return []
     results = []
     for line in text.splitlines():

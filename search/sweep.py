@@ -154,7 +154,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     cfg = ctx.space.trial_config(config)
     # The Train run name comes from the trial id (no timestamps): a restarted or resumed trial
     # finds its own checkpoints at (storage_path, name) and continues from them.
-    cfg.train.name = f"{ctx.sweep_name}-{trial_id}"
+    cfg.train.name = train_run_name(ctx.sweep_name, trial_id)
     already = _finished_train_run(f"{ctx.train_storage}/{cfg.train.name}", cfg.train.epochs)
     if already is not None and _trial_run_closed(ctx, trial_id):
         # Trained, models logged, its MLflow run closed; only the killed driver never heard.
@@ -180,6 +180,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         # to report (it only logs the final models), so Tune would end the trial with the older
         # result it saved. Say it again.
         tune.report(_reportable(result.metrics or already))
+
+
+def train_run_name(sweep: str, trial_id: str) -> str:
+    """The Train run (under the sweep's train storage) of a trial: the same on every restart."""
+    return f"{sweep}-{trial_id}"
 
 
 def _reportable(metrics: dict) -> dict:
@@ -538,7 +543,13 @@ def finish_sweep(plan: SweepPlan, grid: Any, wall_s: float):
     metric, mode = settings.metric, settings.resolved_mode()
     if fail_leftovers(plan):  # suggestions no trial took (e.g. the time budget ended first)
         print("resume: Optuna trials left RUNNING by a killed driver were closed as FAIL", flush=True)
-    rows = reporting.result_rows(grid, metric, mode, plan.max_epochs(), plan.train_storage, plan.name)
+    rows = reporting.result_rows(
+        grid,
+        metric,
+        mode,
+        plan.max_epochs(),
+        lambda trial_id: f"{plan.train_storage}/{train_run_name(plan.name, trial_id)}",
+    )
     counts = {s: sum(r["state"] == s for r in rows) for s in ("completed", "pruned", "errored")}
     completed = [r for r in rows if r["state"] == "completed" and isinstance(r[metric], (int, float))]
     result = reporting.SweepReport(plan.name, metric, mode, rows, completed[0] if completed else None, counts=counts)
