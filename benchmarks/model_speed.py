@@ -76,12 +76,14 @@ def module_at_commit(rev: str, path: str, name: str):
 
 
 def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, between=None) -> dict[str, list]:
-    """(cpu s, wall s) of one call of each contender per round, after one warm-up call each."""
+    """(cpu s, wall s) of one call of each contender per round, after one warm-up call each; the
+    order is reversed every other round, so neither contender always runs first."""
     for fn in contenders.values():
         fn()
     samples: dict[str, list] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, fn in contenders.items():
+    for round_index in range(rounds):
+        order = list(contenders.items())
+        for name, fn in order[::-1] if round_index % 2 else order:
             cpu, wall = time.process_time(), time.perf_counter()
             fn()
             samples[name].append((time.process_time() - cpu, time.perf_counter() - wall))

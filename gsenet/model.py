@@ -107,9 +107,15 @@ class CausalConv2d(nn.Module):
         self.freq_padding = dilation[1] * (kf - 1) // 2
         self.time_padding = (self.time_context - lookahead, lookahead)  # (past, future) frames
         self.conv = nn.Conv2d(cin, cout, kernel, stride, padding=(0, self.freq_padding), dilation=dilation)
+        # A strided 1x1 conv is a 1x1 conv of the subsampled input: the same sums, but oneDNN's
+        # strided 1x1 kernels (forward + backward) ran ~3x slower than slice + unstrided conv.
+        self.subsample = tuple(kernel) == (1, 1) and tuple(stride) != (1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, F) -> (B, cout, ceil(T / time_stride), F / freq_stride)."""
+        if self.subsample:
+            time_stride, freq_stride = self.conv.stride
+            return F.conv2d(x[:, :, ::time_stride, ::freq_stride], self.conv.weight, self.conv.bias)
         if self.time_context:
             batch, channels, _, bins = x.shape
             past, future = self.time_padding
