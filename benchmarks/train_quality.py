@@ -219,6 +219,42 @@ def versions() -> dict:
     }
 
 
+# `pretrained --array-mix`: array-scheme training parts with beamformers and geometries the test set
+# (superdirective, 3 mics on a 2 cm circle, seed 2) does not use, so its beamformer stays unseen.
+ARRAY_PARTS = (
+    ("array_mvdr_s4", 900, 4, {"beamformer": "mvdr"}),
+    ("array_ds_s5", 600, 5, {"beamformer": "ds"}),
+    ("array_mvdr4_s6", 600, 6, {"beamformer": "mvdr", "n_mics": 4, "array_radius_m": 0.035}),
+)
+
+
+def mix_datasets(out: Path, roots: list[Path], splits=("train", "val")) -> Path:
+    """One dataset root whose splits link every recording of `roots` (named <root>__<recording>)."""
+    for split in splits:
+        folder = out / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for root in roots:
+            for recording in sorted(p for p in (root / split).iterdir() if p.is_dir()):
+                link = folder / f"{root.name}__{recording.name}"
+                if not link.exists():
+                    link.symlink_to(recording.resolve(), target_is_directory=True)
+    return out
+
+
+def simulate_training_data(work: Path, args) -> Path:
+    """The paper-scheme set, plus (with --array-mix) the ARRAY_PARTS, mixed into one root."""
+    from gsenet.simulate import simulate_dataset
+
+    paper = simulate_dataset(work / "train_paper", args.train_recordings, seed=1, scheme="paper", workers=args.threads)
+    if not args.array_mix:
+        return paper
+    parts = [
+        simulate_dataset(work / name, n, seed=seed, scheme="array", workers=args.threads, progress=False, **fields)
+        for name, n, seed, fields in ARRAY_PARTS
+    ]
+    return mix_datasets(work / "train_mix", [paper, *parts])
+
+
 def run_pretrained(args) -> None:
     from gsenet.config import dump_yaml
     from gsenet.inference import save_model_folder
@@ -228,7 +264,7 @@ def run_pretrained(args) -> None:
     work = Path(args.work_dir).resolve()
     t0 = time.time()
     workers = args.threads  # simulation is one process per core
-    train_root = simulate_dataset(work / "train_paper", args.train_recordings, seed=1, scheme="paper", workers=workers)
+    train_root = simulate_training_data(work, args)
     test_root = simulate_dataset(
         work / "test_array", args.test_recordings, seed=2, scheme="array", beamformer="superdirective",
         sir_db=(0.0, 0.0), split_fractions=(0.0, 0.0, 1.0), workers=workers,
@@ -258,6 +294,11 @@ def run_pretrained(args) -> None:
     training = {
         "command": "python benchmarks/train_quality.py pretrained " + " ".join(args.argv),
         "train_recordings": args.train_recordings,
+        "array_parts": [
+            {"name": name, "recordings": n, "seed": seed, **fields} for name, n, seed, fields in ARRAY_PARTS
+        ]
+        if args.array_mix
+        else [],
         "test_recordings": args.test_recordings,
         "steps": result["steps"],
         "batch_size": cfg.data.batch_size,
@@ -363,7 +404,12 @@ def run_card(args) -> None:
     write_csv(rows, Path(args.work_dir) / f"{args.name}_evaluation.csv")
     training = json.loads((folder / "training.json").read_text())
     curve = json.loads((folder / "curve.json").read_text())
-    text = [f"# pretrained:{args.name}", "", CARD_INTRO.format(**training, width=cfg.width_multiplier), ""]
+    text = [
+        f"# pretrained:{args.name}",
+        "",
+        CARD_INTRO.format(**training, width=cfg.width_multiplier, array=array_text(training)),
+        "",
+    ]
     text += system_lines(rows, "Array-scheme test set, target = direct path")
     for condition in ("interfering_speech", "noise_only"):
         subset = [r for r in rows if r.get("meta.condition") == condition]
@@ -392,9 +438,22 @@ def run_card(args) -> None:
     print("\n".join(text))
 
 
+def array_text(training: dict) -> str:
+    """The card's words for the array-scheme training parts (empty for a paper-scheme-only model)."""
+    parts = training.get("array_parts") or []
+    if not parts:
+        return ""
+    described = [
+        f"{p['recordings']} with {p['beamformer'].upper()} beams on {p.get('n_mics', 3)} mics"
+        f" ({p.get('array_radius_m', 0.02) * 100:g} cm radius, seed {p['seed']})"
+        for p in parts
+    ]
+    return " plus array-scheme recordings (`gsenet simulate --scheme array`): " + ", ".join(described)
+
+
 CARD_INTRO = """GSENet (beam + reference mic, residual complex mask, width multiplier {width}) trained on
 {train_recordings} simulated paper-scheme recordings (4 s, procedural speech and noise, RT60
-0.15-0.45 s; `gsenet simulate --scheme paper --seed 1`), {steps} steps of batch {batch_size} x
+0.15-0.45 s; `gsenet simulate --scheme paper --seed 1`){array}; 80% of each set is its train split; {steps} steps of batch {batch_size} x
 {segment_seconds} s in {train_minutes} min on {threads} CPU threads (plus {simulate_minutes} min of
 simulation) with the recipe gsenet/configs/quality.yaml. Command: `{command}`.
 Scored on {test_recordings} held-out array-scheme recordings (a different pipeline: 3-mic 2 cm
@@ -439,6 +498,9 @@ def main() -> None:
     pre.add_argument("--test-recordings", type=int, default=60)
     pre.add_argument("--minutes", type=float, default=40.0, help="training wall-time budget")
     pre.add_argument("--no-card", action="store_true", help="skip scoring the model and writing README.md")
+    pre.add_argument(
+        "--array-mix", action="store_true", help="add array-scheme recordings (ARRAY_PARTS) to the paper-scheme ones"
+    )
     cal = sub.add_parser("calibrate", help="re-level a shipped model's output to its target's level")
     cal.add_argument("--name", required=True)
     cal.add_argument("--data", required=True, help="dataset root of the training scheme (its val split)")
