@@ -229,13 +229,16 @@ ARRAY_PARTS = (
 
 
 def mix_datasets(out: Path, roots: list[Path], splits=("train", "val")) -> Path:
-    """One dataset root whose splits link every recording of `roots` (named <root>__<recording>)."""
+    """One dataset root whose splits link every recording of `roots`, named <recording>__<root> so
+    that sorted names interleave the parts: the curve's val points and the level calibration use
+    the first recordings of the val split. (Named <root>__<recording>, sim-mix-w05's first 16 val
+    recordings were all from one part, the delay-and-sum one.)"""
     for split in splits:
         folder = out / split
         folder.mkdir(parents=True, exist_ok=True)
         for root in roots:
             for recording in sorted(p for p in (root / split).iterdir() if p.is_dir()):
-                link = folder / f"{root.name}__{recording.name}"
+                link = folder / f"{recording.name}__{root.name}"
                 if not link.exists():
                     link.symlink_to(recording.resolve(), target_is_directory=True)
     return out
