@@ -236,11 +236,12 @@ def mix_datasets(out: Path, roots: list[Path], splits=("train", "val")) -> Path:
     for split in splits:
         folder = out / split
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.iterdir():  # rebuilt each time: a re-run never keeps old (or renamed) links
+            if stale.is_symlink():
+                stale.unlink()
         for root in roots:
             for recording in sorted(p for p in (root / split).iterdir() if p.is_dir()):
-                link = folder / f"{recording.name}__{root.name}"
-                if not link.exists():
-                    link.symlink_to(recording.resolve(), target_is_directory=True)
+                (folder / f"{recording.name}__{root.name}").symlink_to(recording.resolve(), target_is_directory=True)
     return out
 
 
