@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from gsenet.config import LossConfig, ModelConfig
 from gsenet.losses import GSENetLoss
 from gsenet.model import GSENet, model_summary
+from gsenet.runtime import reuse_freed_memory
 from gsenet.throughput import matmul_peak_flops
 
 BATCH, TRAIN_SECONDS, INFER_SECONDS, SAMPLE_RATE = 8, 2.0, 10.0, 16000
@@ -183,11 +184,11 @@ def training_models(reference) -> dict[str, tuple[torch.nn.Module, Callable]]:
     return models
 
 
-def bench_training(reference, rounds: int) -> None:
+def bench_training(reference, rounds: int, precisions=("fp32", "bf16")) -> None:
     torch.set_num_threads(2)
     audio = BATCH * TRAIN_SECONDS
     peaks: list[float] = []
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         steps = {
             name: train_step(m, loss, precision == "bf16") for name, (m, loss) in training_models(reference).items()
         }
@@ -216,12 +217,12 @@ def bench_training(reference, rounds: int) -> None:
 # ----------------------------------------------------------------------------------------------
 # Inference
 # ----------------------------------------------------------------------------------------------
-def bench_offline(reference, rounds: int) -> None:
+def bench_offline(reference, rounds: int, precisions=("fp32", "bf16")) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     models = {name: model.eval() for name, (model, _) in training_models(reference).items()}
     beam, ref = (torch.randn(1, int(INFER_SECONDS * SAMPLE_RATE)) * 0.1 for _ in range(2))
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
 
         def enhance(model, bf16=precision == "bf16"):
             def call():
@@ -270,9 +271,20 @@ def main() -> None:
     parser.add_argument("--reference", help="checkout of the published GSE-Network repository")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per comparison")
     parser.add_argument("--only", choices=("train", "offline", "stream"), help="run one section")
+    parser.add_argument(
+        "--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16"),
+        help="training and offline precisions (bf16 is emulated, and slow, on CPUs without AVX-512 BF16/AMX)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allocator", choices=("gsenet", "glibc"), default="gsenet",
+        help="gsenet: what `gsenet train` workers run with (gsenet.runtime.reuse_freed_memory), for every "
+        "contender; glibc: the C library's defaults (what the published implementation's own process has)",
+    )  # fmt: skip
     args = parser.parse_args()
     reference = load_reference(args.reference) if args.reference else None
-    print(f"torch {torch.__version__}; {torch.get_num_threads()} threads available")
+    applied = args.allocator == "gsenet" and reuse_freed_memory()
+    print(f"torch {torch.__version__}; {torch.get_num_threads()} threads available; allocator: "
+          + ("gsenet (freed memory reused, no mmap per block)" if applied else "glibc defaults"))  # fmt: skip
     if reference is None:
         print("no --reference: comparison with the published implementation skipped (gsenet's own figures only)")
     for name, cfg in (("gsenet 1024/256", ModelConfig(n_fft=1024, hop=256)), ("gsenet 320/160", ModelConfig())):
@@ -281,9 +293,9 @@ def main() -> None:
     if reference is not None:
         print(f"{PUBLISHED}: {sum(p.numel() for p in PublishedAdapter(reference[0]).parameters()):,} params")
     if args.only in (None, "train"):
-        bench_training(reference, args.rounds)
+        bench_training(reference, args.rounds, args.precisions)
     if args.only in (None, "offline"):
-        bench_offline(reference, args.rounds)
+        bench_offline(reference, args.rounds, args.precisions)
     if args.only in (None, "stream"):
         bench_streaming(args.rounds)
 

@@ -35,6 +35,7 @@ import torch
 from gsenet import metrics as M
 from gsenet.config import ExperimentConfig, dump_yaml, flatten, from_dict, to_dict
 from gsenet.errors import GSENetError, TrainingError
+from gsenet.runtime import reuse_freed_memory
 
 log = logging.getLogger("gsenet.train")
 
@@ -559,6 +560,7 @@ def start_worker(loop_config: dict) -> Worker:
 
     cfg = from_dict(loop_config["config"])
     torch.set_num_threads(worker_threads(cfg.train.cpus_per_worker))  # every CPU this worker was given
+    reuses_memory = cfg.train.reuse_freed_memory and reuse_freed_memory()
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
@@ -590,6 +592,7 @@ def start_worker(loop_config: dict) -> Worker:
         start_step=progress.step, flops_per_audio_second=flops_per_audio_second, peak_flops=peak_flops,
     )  # fmt: skip
     speed = {"torch_threads": torch.get_num_threads(), "matmul_peak_gflops": worker.peak_flops / 1e9}
+    speed["reuse_freed_memory"] = reuses_memory  # glibc's heap keeps freed activations (runtime.py)
     worker.logger = _rank0_logger(loop_config, rank, cfg, device, count_parameters(bare), speed)
     trace(worker, "start", step=progress.step, epoch=progress.epoch, batch=progress.batch,
           mlflow=worker.logger is not None)  # fmt: skip
