@@ -34,6 +34,7 @@ VARIANTS = ("ref", "beam", "beam+ref")
 # Reference systems on the beam, as named in the table -> their suffix in evaluate_model's rows.
 BASELINE_SYSTEMS = {"Wiener on beam": "_wiener", "oracle IRM": "_oracle_irm"}
 RECIPE = Path(__file__).resolve().parents[1] / "gsenet" / "configs" / "quality.yaml"
+EXPERIMENT = "gsenet-quality"  # MLflow experiment of the three training runs (work_dir/mlflow.db)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,6 +94,10 @@ def simulate(work: Path, train_n: int, test_n: int, duration: float) -> tuple[Pa
     return train, test
 
 
+def run_name(variant: str) -> str:
+    return f"quality-{variant.replace('+', '_')}"
+
+
 def train_variant(work: Path, data: Path, variant: str, epochs: int, steps: int, widths_mult: float) -> Path:
     from gsenet.config import apply_overrides, load_yaml
     from gsenet.train import fit
@@ -106,14 +111,52 @@ def train_variant(work: Path, data: Path, variant: str, epochs: int, steps: int,
             "train.epochs": epochs,
             "train.steps_per_epoch": steps,
             "train.storage_path": str(work / "runs"),
-            "train.name": f"quality-{variant.replace('+', '_')}",
+            "train.name": run_name(variant),
             "tracking.mlflow_uri": f"sqlite:///{work / 'mlflow.db'}",
-            "tracking.experiment": "gsenet-quality",
+            "tracking.experiment": EXPERIMENT,
         },
     )
     result = fit(cfg)
     best = result.get_best_checkpoint("val_loss", "min") if result.best_checkpoints else result.checkpoint
     return Path(best.path)
+
+
+def learning_curves(work: Path) -> dict[str, list[dict]]:
+    """Each variant's validation SI-SDR over the beam at every epoch (its MLflow run's
+    `val_si_sdr_improvement`: the training scheme's val split, not the array-scheme test set)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    curves = {}
+    for variant in VARIANTS:
+        name = run_name(variant)
+        runs = client.search_runs(
+            [experiment.experiment_id], f"attributes.run_name = '{name}'", order_by=["attributes.start_time DESC"]
+        )
+        if not runs:
+            raise SystemExit(f"{work / 'mlflow.db'}: no MLflow run {name!r}; train the variants first")
+        history = sorted(client.get_metric_history(runs[0].info.run_id, "val_si_sdr_improvement"), key=lambda m: m.step)
+        curves[variant] = [{"step": m.step, "si_sdr_vs_beam": m.value} for m in history]
+    return curves
+
+
+def log_curves(work: Path) -> Path:
+    """The variants' learning curves as one PNG in the work folder and in each variant's MLflow run."""
+    from mlflow.tracking import MlflowClient
+    from train_quality import plot_curves  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
+    curves = learning_curves(work)
+    path = plot_curves(
+        curves, work / "learning_curves.png", "benchmarks/quality.py: validation (paper scheme) SI-SDR over the beam"
+    )
+    (work / "learning_curves.json").write_text(json.dumps(curves, indent=1))
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    for variant in VARIANTS:
+        run = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{run_name(variant)}'")[0]
+        client.log_artifact(run.info.run_id, str(path), "learning_curves")
+    return path
 
 
 def interference_images(test_root: Path, rows: list[dict]) -> dict[str, np.ndarray]:
@@ -220,7 +263,11 @@ def main() -> None:
     parser.add_argument("--width-multiplier", type=float, default=0.5)
     parser.add_argument("--no-perceptual", action="store_true", help="skip PESQ/STOI")
     parser.add_argument("--quick", action="store_true", help="tiny run to check the plumbing")
+    parser.add_argument("--curves-only", action="store_true", help="plot and log the curves of a finished work dir")
     args = parser.parse_args()
+    if args.curves_only:
+        print(f"learning curves: {log_curves(Path(args.work_dir).resolve())}")
+        return
     if args.quick:
         args.train_recordings, args.test_recordings, args.epochs, args.steps = 20, 6, 1, 5
     import ray
@@ -239,6 +286,7 @@ def main() -> None:
         checkpoints[variant] = train_variant(work, train_root, variant, args.epochs, args.steps, args.width_multiplier)
         print(f"trained {variant} in {time.time() - t0:.0f} s -> {checkpoints[variant]}")
     ray.shutdown()
+    print(f"learning curves: {log_curves(work)}")
     rows = score_all(checkpoints, test_root, perceptual=not args.no_perceptual)
     with open(work / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
