@@ -22,6 +22,7 @@ from model_speed import gsenet_loss, interleaved, module_at_commit, round_ratios
 
 from gsenet.config import ModelConfig
 from gsenet.model import GSENet
+from gsenet.runtime import reuse_freed_memory
 
 
 def agreement(current, baseline, cfg: ModelConfig) -> tuple[float, float]:
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--projection-ops", action="store_true", help="time the strided 1x1 projection alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # as `gsenet train` workers run (both contenders share the process)
     if args.projection_ops:
         return projection_ops()
     baseline_module = module_at_commit(args.baseline, "gsenet/model.py", "baseline_model")
