@@ -231,8 +231,8 @@ class TrainConfig:
     precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU), "bf16" or "fp32"
     compile: bool = False  # torch.compile the model (GPU)
     # glibc keeps freed memory for the next step instead of handing every block over 32 MB back
-    # to the OS (gsenet.runtime.reuse_freed_memory): 1.77x faster fp32 steps at 1024/256 on a 2-core
-    # VM, for ~17% more peak memory. No effect outside glibc (macOS, musl).
+    # to the OS (gsenet.runtime.reuse_freed_memory): fp32 steps at 1024/256 4.46 -> 3.05 s on a 2-core
+    # AMD VM (README, Model speed), for ~17% more peak memory. No effect outside glibc (macOS, musl).
     reuse_freed_memory: bool = True
     keep_checkpoints: int = 2  # best k by checkpoint_metric (the latest one is always kept too)
     checkpoint_metric: str = "val_si_sdr"  # what "best" means: kept checkpoints, best_model, registration
