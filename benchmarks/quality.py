@@ -121,41 +121,46 @@ def train_variant(work: Path, data: Path, variant: str, epochs: int, steps: int,
     return Path(best.path)
 
 
-def learning_curves(work: Path) -> dict[str, list[dict]]:
-    """Each variant's validation SI-SDR over the beam at every epoch (its MLflow run's
-    `val_si_sdr_improvement`: the training scheme's val split, not the array-scheme test set)."""
+def variant_runs(work: Path):
+    """(client, {variant: id of its latest MLflow run}) from the work dir's MLflow store."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    curves = {}
+    ids = {}
     for variant in VARIANTS:
         name = run_name(variant)
-        runs = client.search_runs(
+        runs = [] if experiment is None else client.search_runs(
             [experiment.experiment_id], f"attributes.run_name = '{name}'", order_by=["attributes.start_time DESC"]
-        )
+        )  # fmt: skip
         if not runs:
             raise SystemExit(f"{work / 'mlflow.db'}: no MLflow run {name!r}; train the variants first")
-        history = sorted(client.get_metric_history(runs[0].info.run_id, "val_si_sdr_improvement"), key=lambda m: m.step)
+        ids[variant] = runs[0].info.run_id
+    return client, ids
+
+
+def learning_curves(client, run_ids: dict[str, str]) -> dict[str, list[dict]]:
+    """Each variant's validation SI-SDR over the beam at every epoch (its MLflow run's
+    `val_si_sdr_improvement`: the training scheme's val split, not the array-scheme test set)."""
+    curves = {}
+    for variant, run_id in run_ids.items():
+        history = sorted(client.get_metric_history(run_id, "val_si_sdr_improvement"), key=lambda m: m.step)
         curves[variant] = [{"step": m.step, "si_sdr_vs_beam": m.value} for m in history]
     return curves
 
 
 def log_curves(work: Path) -> Path:
     """The variants' learning curves as one PNG in the work folder and in each variant's MLflow run."""
-    from mlflow.tracking import MlflowClient
     from train_quality import plot_curves  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-    curves = learning_curves(work)
+    client, run_ids = variant_runs(work)
+    curves = learning_curves(client, run_ids)
     path = plot_curves(
         curves, work / "learning_curves.png", "benchmarks/quality.py: validation (paper scheme) SI-SDR over the beam"
     )
     (work / "learning_curves.json").write_text(json.dumps(curves, indent=1))
-    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    for variant in VARIANTS:
-        run = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{run_name(variant)}'")[0]
-        client.log_artifact(run.info.run_id, str(path), "learning_curves")
+    for run_id in run_ids.values():
+        client.log_artifact(run_id, str(path), "learning_curves")
     return path
 
 
