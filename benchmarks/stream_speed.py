@@ -38,6 +38,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = ModelConfig()
     current = GSENet(cfg).eval()
+    current.output_conv.conv.reset_parameters()  # an untrained residual-mask head is zero: output == beam
     baseline = module_at_commit(args.baseline, "gsenet/model.py", "baseline_model").GSENet(cfg).eval()
     baseline.load_state_dict(current.state_dict(), strict=True)
     generator = torch.Generator().manual_seed(0)

@@ -126,25 +126,55 @@ class CausalConv2d(nn.Module):
         return self.conv(x)
 
     def step(self, frame: Tensor, state: dict, emit: bool = True) -> Tensor | None:
-        """One new input frame (B, C, 1, F). Returns one output frame, or None when not `emit`
-        (a time-strided conv only produces every `time_stride`-th frame)."""
-        history = state.get(self)
-        if history is None:
-            history = frame.new_zeros(frame.shape[0], frame.shape[1], self.time_context, frame.shape[3])
-        window = torch.cat([history, frame], dim=2)
-        state[self] = window[:, :, 1:]
+        """One new input frame in the streamer's layout (B, F, C). Returns one output frame
+        (B, F / freq_stride, cout), or None when not `emit` (a time-strided conv only produces every
+        `time_stride`-th frame)."""
+        taps = frame.unsqueeze(1)
+        if self.time_context:
+            history = state.get(self)
+            if history is None:
+                history = frame.new_zeros(frame.shape[0], self.time_context, *frame.shape[1:])
+            window = torch.cat([history, taps], dim=1)  # (B, time_context + 1, F, C)
+            state[self] = window[:, 1:]
+            taps = window[:, :: self.conv.dilation[0]]  # the frames the dilated kernel taps
         if not emit:
             return None
-        # The window holds exactly one kernel's span: keep the frames the dilated kernel taps and
-        # run it as a 1-D conv over frequency with (channels x taps) inputs: the 2-D conv's slow
-        # paths for one-frame outputs cost 3x more (profiled in the streaming benchmark).
-        taps = window[:, :, :: self.conv.dilation[0]]
-        batch, channels, kt, bins = taps.shape
-        weight = self.conv.weight.reshape(self.conv.out_channels, channels * kt, -1)
-        out = F.conv1d(
-            taps.reshape(batch, channels * kt, bins), weight, self.conv.bias, self.conv.stride[1], self.freq_padding
-        )
-        return out.unsqueeze(2)
+        return frame_conv(self.conv, taps, state, self.freq_padding)
+
+
+def frame_conv(conv: nn.Conv2d, taps: Tensor, state: dict, freq_padding: int) -> Tensor:
+    """`conv` over one output frame as one GEMM: taps (B, kt, F, C) -> (B, F_out, cout).
+
+    The taps go into a frequency-padded (B, F + 2 pad, kt, C) buffer kept in `state` (its zero
+    edges are written once); output bin f then reads kf consecutive rows of it, kf * kt * C
+    contiguous numbers, so the im2col matrix is a strided view, copied once for the GEMM, which has
+    the bins as rows and `packed_weight`'s (kf * kt * C, cout) matrix on the right. `F.conv1d` on a
+    (channels x taps, bins) layout ran slow_conv2d's im2col and a GEMM whose inner dimension was the
+    11-161 bins: 1.4x slower streaming (benchmarks/stream_speed.py)."""
+    batch, kt, bins, channels = taps.shape
+    key = ("padded taps", conv)
+    padded = state.get(key)
+    if padded is None:
+        padded = state[key] = taps.new_zeros(batch, bins + 2 * freq_padding, kt, channels)
+    padded[:, freq_padding : freq_padding + bins] = taps.transpose(1, 2)
+    weight = packed_weight(conv, state)
+    row, freq_stride = kt * channels, conv.stride[1]
+    out_bins = (padded.shape[1] - weight.shape[0] // row) // freq_stride + 1
+    cols = padded.as_strided((batch, out_bins, weight.shape[0]), (padded.stride(0), freq_stride * row, 1))
+    cols = cols.reshape(batch * out_bins, -1)
+    out = cols @ weight if conv.bias is None else torch.addmm(conv.bias, cols, weight)
+    return out.view(batch, out_bins, -1)
+
+
+def packed_weight(conv: nn.Conv2d, state: dict) -> Tensor:
+    """conv.weight (cout, cin, kt, kf) as the (kf * kt * cin, cout) matrix of `frame_conv`, packed
+    once per streamer: a streamer runs with the weights it first used."""
+    key = ("packed weight", conv)
+    if key not in state:
+        if conv.dilation[1] != 1:
+            raise ValueError(f"streaming needs frequency dilation 1, got {conv.dilation}")
+        state[key] = conv.weight.permute(3, 2, 1, 0).reshape(-1, conv.out_channels).contiguous()
+    return state[key]
 
 
 class TimeDilatedBlock(nn.Module):
@@ -220,6 +250,16 @@ class SubPixelUp(nn.Module):
         y = y.reshape(batch, self.cout, st, sf, frames, bins).permute(0, 1, 4, 2, 5, 3)
         return y.reshape(batch, self.cout, frames * st, bins * sf)[..., : self.out_freqs]
 
+    def step(self, frame: Tensor, state: dict) -> Tensor:
+        """One low-rate frame (B, F, C) -> its time_stride output frames (B, time_stride, F_out, cout)."""
+        y = frame_conv(self.conv, frame.unsqueeze(1), state, freq_padding=1)
+        if self.freq_stride > 1:
+            y = y[:, 1:]
+        batch, bins, _ = y.shape
+        st, sf = self.time_stride, self.freq_stride
+        y = y.reshape(batch, bins, self.cout, st, sf).permute(0, 3, 1, 4, 2)  # (B, st, bins, sf, cout)
+        return y.reshape(batch, st, bins * sf, self.cout)[:, :, : self.out_freqs]
+
 
 class DecoderBlock(nn.Module):
     """Upsample (time and frequency), join the encoder skip (concat or add), conv, [TDB]."""
@@ -234,18 +274,16 @@ class DecoderBlock(nn.Module):
         self.tdb = TimeDilatedBlock(cout, depth, slope) if depth > 0 else None
         self.act = nn.LeakyReLU(slope)
 
-    def upsample(self, x: Tensor, frames: int) -> Tensor:
-        return self.act(self.up(x))[:, :, :frames]  # drop the frame past the end for odd lengths
-
-    def merge(self, up: Tensor, skip: Tensor, state: dict | None = None) -> Tensor:
-        joined = torch.cat([up, skip], dim=1) if self.concat else up + skip
-        out = self.act(self.fuse(joined) if state is None else self.fuse.step(joined, state))
-        if self.tdb is not None:
-            out = self.tdb(out) if state is None else self.tdb.step(out, state)
-        return out
-
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
-        return self.merge(self.upsample(x, skip.shape[2]), skip)
+        up = self.act(self.up(x))[:, :, : skip.shape[2]]  # drop the frame past the end for odd lengths
+        out = self.act(self.fuse(torch.cat([up, skip], dim=1) if self.concat else up + skip))
+        return out if self.tdb is None else self.tdb(out)
+
+    def step(self, up: Tensor, skip: Tensor, state: dict) -> Tensor:
+        """One frame of the upsampled input and of the skip, (B, F, C) each -> (B, F, cout)."""
+        joined = torch.cat([up, skip], dim=-1) if self.concat else up + skip
+        out = self.act(self.fuse.step(joined, state))
+        return out if self.tdb is None else self.tdb.step(out, state)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,6 +400,8 @@ class GSENetStreamer:
     `step(beam_hop, ref_hop)` takes (B, hop) samples of each signal and returns (B, hop) enhanced
     samples delayed by `model.latency_samples` (the first ones are silence); `flush()` returns the
     rest. Concatenated, `stream[latency : latency + L]` equals `model(beam, ref)` (float rounding).
+    Inside, a frame is (B, F, C), channels last (the offline layout is (B, C, T, F)), so that every
+    one-frame conv is one GEMM over a strided view (`frame_conv`).
     """
 
     def __init__(self, model: GSENet, batch_size: int = 1):
@@ -408,9 +448,9 @@ class GSENetStreamer:
     def _push_frame(self, beam_spec: Tensor, ref_spec: Tensor, features_are_zero: bool = False) -> Tensor:
         model, cfg = self.model, self.cfg
         if features_are_zero:
-            feats = torch.zeros(self.batch_size, cfg.in_channels, 1, cfg.n_freqs, device=self.device, dtype=self.dtype)
-        else:
-            feats = model.features(beam_spec.unsqueeze(1), ref_spec.unsqueeze(1))
+            feats = torch.zeros(self.batch_size, cfg.n_freqs, cfg.in_channels, device=self.device, dtype=self.dtype)
+        else:  # (B, C, 1, F) -> the streaming layout, channels last: (B, F, C)
+            feats = model.features(beam_spec.unsqueeze(1), ref_spec.unsqueeze(1))[:, :, 0].transpose(1, 2)
         self.pending_specs.append(beam_spec)
         x = model.input_conv.step(feats, self.state)
         self.frames_in += 1
@@ -418,7 +458,8 @@ class GSENetStreamer:
             return torch.zeros(self.batch_size, cfg.hop, device=self.device, dtype=self.dtype)
         current_beam = self.pending_specs.pop(0)
         x = self._unet_step(model.act(x), 0)
-        spec = model.to_spectrum(model.output_conv.step(x, self.state), current_beam.unsqueeze(1))
+        out = model.output_conv.step(x, self.state).transpose(1, 2).unsqueeze(2)  # (B, 2, 1, F)
+        spec = model.to_spectrum(out, current_beam.unsqueeze(1))
         return self._overlap_add(spec[:, 0])
 
     def _unet_step(self, x: Tensor, level: int) -> Tensor:
@@ -429,10 +470,11 @@ class GSENetStreamer:
         skip, down = self.model.encoders[level].step(x, self.state, emit)
         if down is not None:  # a new low-rate frame: run the levels below and upsample it
             deeper = self._unet_step(down, level + 1)
-            self.upsampled[level] = self.model.decoders[level].upsample(deeper, stride)
-        up = self.upsampled[level][:, :, self.level_frames[level] % stride].unsqueeze(2)
+            decoder = self.model.decoders[level]
+            self.upsampled[level] = decoder.act(decoder.up.step(deeper, self.state))  # (B, stride, F, C)
+        up = self.upsampled[level][:, self.level_frames[level] % stride]
         self.level_frames[level] += 1
-        return self.model.decoders[level].merge(up, skip, self.state)
+        return self.model.decoders[level].step(up, skip, self.state)
 
     def _overlap_add(self, spec: Tensor) -> Tensor:
         hop = self.cfg.hop
