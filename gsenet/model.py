@@ -129,51 +129,73 @@ class CausalConv2d(nn.Module):
         """One new input frame in the streamer's layout (B, F, C). Returns one output frame
         (B, F / freq_stride, cout), or None when not `emit` (a time-strided conv only produces every
         `time_stride`-th frame)."""
-        taps = frame.unsqueeze(1)
-        if self.time_context:
-            history = state.get(self)
-            if history is None:
-                history = frame.new_zeros(frame.shape[0], self.time_context, *frame.shape[1:])
-            window = torch.cat([history, taps], dim=1)  # (B, time_context + 1, F, C)
-            state[self] = window[:, 1:]
-            taps = window[:, :: self.conv.dilation[0]]  # the frames the dilated kernel taps
-        if not emit:
-            return None
-        return frame_conv(self.conv, taps, state, self.freq_padding)
+        if not self.time_context and not self.freq_padding:  # a 1x1 conv: no past, no padding
+            return frame_conv(frame.unsqueeze(2), packed_weights(self.conv, state)[0], self.conv) if emit else None
+        ring = state.get(self)
+        if ring is None:
+            ring = state[self] = TapRing(self.conv, frame, self.freq_padding, packed_weights(self.conv, state))
+        taps, weight = ring.push(frame)
+        return frame_conv(taps, weight, self.conv) if emit else None
 
 
-def frame_conv(conv: nn.Conv2d, taps: Tensor, state: dict, freq_padding: int) -> Tensor:
-    """`conv` over one output frame as one GEMM: taps (B, kt, F, C) -> (B, F_out, cout).
+class TapRing:
+    """A streaming conv's past frames, kept where its one-frame GEMM reads them.
 
-    The taps go into a frequency-padded (B, F + 2 pad, kt, C) buffer kept in `state` (its zero
-    edges are written once); output bin f then reads kf consecutive rows of it, kf * kt * C
-    contiguous numbers, so the im2col matrix is a strided view, copied once for the GEMM, which has
-    the bins as rows and `packed_weight`'s (kf * kt * C, cout) matrix on the right. `F.conv1d` on a
-    (channels x taps, bins) layout ran slow_conv2d's im2col and a GEMM whose inner dimension was the
-    11-161 bins: 1.4x slower streaming (benchmarks/stream_speed.py)."""
-    batch, kt, bins, channels = taps.shape
-    key = ("padded taps", conv)
-    padded = state.get(key)
-    if padded is None:
-        padded = state[key] = taps.new_zeros(batch, bins + 2 * freq_padding, kt, channels)
-    padded[:, freq_padding : freq_padding + bins] = taps.transpose(1, 2)
-    weight = packed_weight(conv, state)
+    A conv with kt time taps at dilation d keeps d rings of kt slots, each frequency-padded:
+    (d, B, F + 2 pad, kt, C), zeros at the start (the offline conv's causal padding). Frame t goes to
+    ring t % d, slot (t // d) % kt, so ring t % d then holds exactly the frames output t taps (t,
+    t - d, ..., t - (kt - 1) d), in slot order rotated by (t // d) % kt; the weights packed for each
+    rotation undo it. One frame is copied in per hop, and nothing is shifted or concatenated.
+    """
+
+    def __init__(self, conv: nn.Conv2d, frame: Tensor, freq_padding: int, weights: list[Tensor]):
+        self.taps, self.dilation = conv.kernel_size[0], conv.dilation[0]
+        batch, bins, channels = frame.shape
+        self.bins = slice(freq_padding, freq_padding + bins)
+        self.rings = frame.new_zeros(self.dilation, batch, bins + 2 * freq_padding, self.taps, channels)
+        self.weights, self.frames = weights, 0
+
+    def push(self, frame: Tensor) -> tuple[Tensor, Tensor]:
+        """Store a new frame (B, F, C); return the ring holding its taps and the weight for its order."""
+        ring, rotation = self.frames % self.dilation, (self.frames // self.dilation) % self.taps
+        self.rings[ring, :, self.bins, rotation] = frame
+        self.frames += 1
+        return self.rings[ring], self.weights[rotation]
+
+
+def frame_conv(taps: Tensor, weight: Tensor, conv: nn.Conv2d) -> Tensor:
+    """`conv` over one output frame as one GEMM: taps (B, F + 2 pad, kt, C) -> (B, F_out, cout).
+
+    Output bin f reads kf consecutive (frequency-padded) rows of the taps, kf * kt * C contiguous
+    numbers, so the im2col matrix is a strided view, copied once for a GEMM with the bins as rows
+    and the packed (kf * kt * C, cout) weight on the right. `F.conv1d` on a (channels x taps, bins)
+    layout ran slow_conv2d's im2col and a GEMM whose inner dimension was the 11-161 bins: 1.4x
+    slower streaming (benchmarks/stream_speed.py)."""
+    batch, bins, kt, channels = taps.shape
     row, freq_stride = kt * channels, conv.stride[1]
-    out_bins = (padded.shape[1] - weight.shape[0] // row) // freq_stride + 1
-    cols = padded.as_strided((batch, out_bins, weight.shape[0]), (padded.stride(0), freq_stride * row, 1))
+    out_bins = (bins - weight.shape[0] // row) // freq_stride + 1
+    cols = taps.as_strided((batch, out_bins, weight.shape[0]), (taps.stride(0), freq_stride * row, 1))
     cols = cols.reshape(batch * out_bins, -1)
     out = cols @ weight if conv.bias is None else torch.addmm(conv.bias, cols, weight)
     return out.view(batch, out_bins, -1)
 
 
-def packed_weight(conv: nn.Conv2d, state: dict) -> Tensor:
-    """conv.weight (cout, cin, kt, kf) as the (kf * kt * cin, cout) matrix of `frame_conv`, packed
-    once per streamer: a streamer runs with the weights it first used."""
-    key = ("packed weight", conv)
+def packed_weights(conv: nn.Conv2d, state: dict) -> list[Tensor]:
+    """conv.weight (cout, cin, kt, kf) as (kf * kt * cin, cout) matrices for `frame_conv`, one per
+    rotation of a `TapRing`'s slots (slot s holds tap kt - 1 - ((rotation - s) % kt)), packed once
+    per streamer: a streamer runs with the weights it first used."""
+    key = ("packed weights", conv)
     if key not in state:
         if conv.dilation[1] != 1:
             raise ValueError(f"streaming needs frequency dilation 1, got {conv.dilation}")
-        state[key] = conv.weight.permute(3, 2, 1, 0).reshape(-1, conv.out_channels).contiguous()
+        by_tap = conv.weight.permute(3, 2, 1, 0)  # (kf, kt, cin, cout)
+        kt = by_tap.shape[1]
+        state[key] = [
+            by_tap[:, [kt - 1 - (rotation - slot) % kt for slot in range(kt)]]
+            .reshape(-1, conv.out_channels)
+            .contiguous()
+            for rotation in range(kt)
+        ]
     return state[key]
 
 
@@ -252,7 +274,10 @@ class SubPixelUp(nn.Module):
 
     def step(self, frame: Tensor, state: dict) -> Tensor:
         """One low-rate frame (B, F, C) -> its time_stride output frames (B, time_stride, F_out, cout)."""
-        y = frame_conv(self.conv, frame.unsqueeze(1), state, freq_padding=1)
+        ring = state.get(self)
+        if ring is None:
+            ring = state[self] = TapRing(self.conv, frame, 1, packed_weights(self.conv, state))
+        y = frame_conv(*ring.push(frame), self.conv)
         if self.freq_stride > 1:
             y = y[:, 1:]
         batch, bins, _ = y.shape
