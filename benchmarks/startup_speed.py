@@ -150,23 +150,55 @@ def cpu_by_process(fits: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-by-process", type=int, default=0, metavar="N", help="N fits, CPU per process")
+    parser.add_argument("--rounds", type=int, default=2, help="stub fits per controller poll interval")
     args = parser.parse_args()
     if args.cpu_by_process:
         return cpu_by_process(args.cpu_by_process)
-    phases()
+    phases(args.rounds)
 
 
-def phases() -> None:
+def stub_fit(folder: str, cfg, name: str, controller_poll_s: str) -> dict:
+    """One TorchTrainer fit of `stamping_loop`; its start-up and teardown phases in seconds."""
     import ray.train
-    from fixtures.recordings import make_dataset
     from ray.train.torch import TorchTrainer
+
+    from gsenet.config import to_dict
+    from gsenet.runtime import CONTROLLER_POLL_ENV
+
+    os.environ[CONTROLLER_POLL_ENV] = controller_poll_s  # read by fit(), handed to the controller
+    stamp_file = f"{folder}/{name}.json"
+    trainer = TorchTrainer(
+        stamping_loop,
+        train_loop_config={"config": to_dict(cfg), "stamp_file": stamp_file},
+        scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=f"{folder}/runs", failure_config=ray.train.FailureConfig(max_failures=0)
+        ),
+    )
+    fit_called = time.time()
+    trainer.fit()
+    fit_returned = time.time()
+    stamps = json.loads(Path(stamp_file).read_text())
+    return {
+        "fit() -> worker loop running (controller, placement group, worker, gloo)": stamps["loop_started"] - fit_called,
+        "worker: import gsenet model/data": stamps["worker_imports_done"] - stamps["loop_started"],
+        "worker: build model, open dataset": stamps["model_and_data_ready"] - stamps["worker_imports_done"],
+        "report -> fit() returned (teardown)": fit_returned - stamps["model_and_data_ready"],
+        "fit() call to fit() return": fit_returned - fit_called,
+    }
+
+
+def phases(rounds: int = 2) -> None:
+    from fixtures.recordings import make_dataset
 
     from gsenet import tracking
     from gsenet.checks import check_dataset
-    from gsenet.config import ExperimentConfig, apply_overrides, flatten, to_dict
-    from gsenet.runtime import init_ray
+    from gsenet.config import ExperimentConfig, apply_overrides, flatten
+    from gsenet.runtime import CONTROLLER_POLL_S, init_ray
 
     rows = [(f"cold import {m} (fresh process)", cold_import_seconds(m)) for m in IMPORTS]
+    polls = {"Ray's default (2 s)": "2.0", f"gsenet's ({CONTROLLER_POLL_S} s)": CONTROLLER_POLL_S}
+    fits: dict[str, list[dict]] = {label: [] for label in polls}
     with tempfile.TemporaryDirectory() as folder:
         data = make_dataset(Path(folder) / "ds", n_per_split={"train": 3, "val": 2, "test": 1}, seconds=1.5)
         cfg = apply_overrides(
@@ -183,32 +215,21 @@ def phases() -> None:
         start = time.perf_counter()
         init_ray(num_cpus=2)
         rows.append(("local Ray started (once per sweep)", time.perf_counter() - start))
-        trainer = TorchTrainer(
-            stamping_loop,
-            train_loop_config={"config": to_dict(cfg), "stamp_file": f"{folder}/stamps.json"},
-            scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
-            run_config=ray.train.RunConfig(
-                name="startup", storage_path=f"{folder}/runs", failure_config=ray.train.FailureConfig(max_failures=0)
-            ),
-        )
-        fit_called = time.time()
-        trainer.fit()
-        fit_returned = time.time()
-        stamps = json.loads(Path(folder, "stamps.json").read_text())
-    rows += [
-        (
-            "fit() -> worker loop running (controller, placement group, worker, gloo)",
-            stamps["loop_started"] - fit_called,
-        ),
-        ("worker: import gsenet model/data", stamps["worker_imports_done"] - stamps["loop_started"]),
-        ("worker: build model, open dataset", stamps["model_and_data_ready"] - stamps["worker_imports_done"]),
-        ("report -> fit() returned (teardown)", fit_returned - stamps["model_and_data_ready"]),
-    ]
-    width = max(len(name) for name, _ in rows)
+        for i in range(rounds):  # interleaved: the controller's poll interval, Ray's then gsenet's
+            for label, seconds in polls.items():
+                fits[label].append(stub_fit(folder, cfg, f"fit{i}-{seconds}", seconds))
+    width = max(len(name) for name, _ in rows + [(next(iter(fits[label][0])), 0) for label in fits])
     print(f"{'phase':<{width}}  seconds")
     for name, seconds in rows:
         print(f"{name:<{width}}  {seconds:7.2f}")
-    print(f"{'fit() call to fit() return':<{width}}  {fit_returned - fit_called:7.2f}")
+    labels = list(polls)
+    print(f"\nA TorchTrainer fit, by the Train controller's poll interval (median of {rounds} interleaved fits each):")
+    print(f"{'phase':<{width}}  " + "  ".join(f"{label:>22}" for label in labels))
+    for phase in fits[labels[0]][0]:
+        medians = [statistics.median(f[phase] for f in fits[label]) for label in labels]
+        print(f"{phase:<{width}}  " + "  ".join(f"{m:22.2f}" for m in medians))
+    before, after = (statistics.median(f["fit() call to fit() return"] for f in fits[label]) for label in labels)
+    print(f"fit() to its return: {before / after:.2f}x faster with gsenet's setting")
 
 
 if __name__ == "__main__":

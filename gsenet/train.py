@@ -35,7 +35,7 @@ import torch
 from gsenet import metrics as M
 from gsenet.config import ExperimentConfig, dump_yaml, flatten, from_dict, to_dict
 from gsenet.errors import GSENetError, TrainingError
-from gsenet.runtime import reuse_freed_memory
+from gsenet.runtime import CONTROLLER_POLL_ENV, reuse_freed_memory
 
 log = logging.getLogger("gsenet.train")
 
@@ -85,10 +85,11 @@ def build_trainer(
     from gsenet import tracking
     from gsenet.checks import prepare_data
     from gsenet.failures import GSENetTrainer
-    from gsenet.runtime import DEFAULT_STORAGE
+    from gsenet.runtime import DEFAULT_STORAGE, poll_train_workers_often
     from gsenet.storage import open_storage_filesystem
 
     cfg = from_dict(to_dict(cfg))  # a validated private copy
+    poll_train_workers_often()  # read when fit() starts the controller
     name = name or default_run_name(cfg)
     _, report = prepare_data(cfg.data, cfg.model.sample_rate)
     excluded = sorted(report.bad_recordings) if cfg.data.skip_bad_recordings else []
@@ -593,6 +594,8 @@ def start_worker(loop_config: dict) -> Worker:
     )  # fmt: skip
     speed = {"torch_threads": torch.get_num_threads(), "matmul_peak_gflops": worker.peak_flops / 1e9}
     speed["reuse_freed_memory"] = reuses_memory  # glibc's heap keeps freed activations (runtime.py)
+    # What the run's Train controller polled at: Ray hands it on from the driver, via the controller.
+    speed["train_controller_poll_s"] = os.environ.get(CONTROLLER_POLL_ENV, "Ray's default")
     worker.logger = _rank0_logger(loop_config, rank, cfg, device, count_parameters(bare), speed)
     trace(worker, "start", step=progress.step, epoch=progress.epoch, batch=progress.batch,
           mlflow=worker.logger is not None)  # fmt: skip

@@ -96,3 +96,19 @@ def test_a_dashboard_port_taken_between_pick_and_bind_starts_ray_again(monkeypat
     finally:
         runtime.shutdown_ray()
         squatter.close()
+
+
+def test_train_controllers_poll_their_workers_often_unless_the_user_chose(monkeypatch):
+    from ray.train.v2._internal import constants
+
+    from gsenet.runtime import CONTROLLER_POLL_ENV, poll_train_workers_often
+
+    # Ray reads this variable and hands it from fit()'s process to the controller it starts.
+    assert CONTROLLER_POLL_ENV == constants.HEALTH_CHECK_INTERVAL_S_ENV_VAR
+    assert CONTROLLER_POLL_ENV in constants.ENV_VARS_TO_PROPAGATE
+    monkeypatch.delenv(CONTROLLER_POLL_ENV, raising=False)
+    poll_train_workers_often()
+    assert os.environ[CONTROLLER_POLL_ENV] == "0.25"
+    monkeypatch.setenv(CONTROLLER_POLL_ENV, "3")
+    poll_train_workers_often()
+    assert os.environ[CONTROLLER_POLL_ENV] == "3"
