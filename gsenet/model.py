@@ -130,7 +130,11 @@ class CausalConv2d(nn.Module):
         (B, F / freq_stride, cout), or None when not `emit` (a time-strided conv only produces every
         `time_stride`-th frame)."""
         if not self.time_context and not self.freq_padding:  # a 1x1 conv: no past, no padding
-            return frame_conv(frame.unsqueeze(2), packed_weights(self.conv, state)[0], self.conv) if emit else None
+            return (
+                frame_conv(frame.contiguous().unsqueeze(2), packed_weights(self.conv, state)[0], self.conv)
+                if emit
+                else None
+            )
         ring = state.get(self)
         if ring is None:
             ring = state[self] = TapRing(self.conv, frame, self.freq_padding, packed_weights(self.conv, state))
