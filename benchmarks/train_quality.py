@@ -79,7 +79,7 @@ def train(
     from gsenet.data import SegmentDataset, collate_batch
     from gsenet.losses import GSENetLoss
     from gsenet.model import GSENet, count_parameters
-    from gsenet.train import lr_factor
+    from gsenet.train import lr_factor, train_step
 
     sr, o = cfg.model.sample_rate, cfg.optim
     train_set = SegmentDataset(
@@ -101,14 +101,13 @@ def train(
         curve[0]["val_si_sdr_vs_beam"] = si_sdr_gain(model, val_items)
     log(f"step 0: SI-SDR vs beam {curve[0]['si_sdr_vs_beam']:+.2f} dB")
     start, running, done = time.time(), [], 0  # the clock starts after the step-0 evaluation
+    parameters = list(model.parameters())
     for step, batch in enumerate(loader, start=1):
-        estimate = model(batch["beam"], batch["ref"])
-        loss, _ = loss_fn(estimate, batch["target"], batch["lengths"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if o.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-        optimizer.step()
+        # gsenet train's own step: a non-finite loss comes back before anything is updated.
+        loss = train_step(model, parameters, loss_fn, optimizer, batch, torch.device("cpu"), None, o.grad_clip)
+        if not torch.isfinite(loss):  # as `gsenet train` does: stop at once and say where
+            kept = f"; {snapshot} keeps the weights of the last evaluation" if snapshot else ""
+            raise RuntimeError(f"non-finite training loss at step {step} on {batch['names']}{kept}")
         scheduler.step()
         running.append(float(loss.detach()))
         done = step
@@ -124,7 +123,7 @@ def train(
                 point["val_si_sdr_vs_beam"] = si_sdr_gain(model, val_items)
             curve.append(point)
             running = []
-            if snapshot:  # a long run that dies keeps its weights and curve so far
+            if snapshot and all(torch.isfinite(p).all() for p in parameters):  # a run that dies keeps them
                 torch.save({"model": model.state_dict(), "curve": curve, "step": step}, snapshot)
             val = f" (train-scheme val {point['val_si_sdr_vs_beam']:+.2f})" if val_items else ""
             log(
