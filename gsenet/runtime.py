@@ -129,7 +129,7 @@ def poll_train_workers_often() -> None:
     """Let the Train controller of every run this process starts check its workers every 0.25 s,
     unless the user set CONTROLLER_POLL_ENV. Ray passes the variable from the process that calls
     fit() to the controller (ENV_VARS_TO_PROPAGATE). A run's start-up and teardown waited up to 2 s
-    per check: a stub run took 11.9 s from fit() to its return, 7.7 s at 0.25 s, with the same
+    per check: a stub run took 11.6 s from fit() to its return, 7.3 s at 0.25 s, with the same
     controller CPU (benchmarks/startup_speed.py)."""
     os.environ.setdefault(CONTROLLER_POLL_ENV, CONTROLLER_POLL_S)
 
