@@ -218,11 +218,11 @@ def phases(rounds: int = 2) -> None:
         for i in range(rounds):  # interleaved: the controller's poll interval, Ray's then gsenet's
             for label, seconds in polls.items():
                 fits[label].append(stub_fit(folder, cfg, f"fit{i}-{seconds}", seconds))
-    width = max(len(name) for name, _ in rows + [(next(iter(fits[label][0])), 0) for label in fits])
+    labels = list(polls)
+    width = max(len(name) for name in [*(name for name, _ in rows), *fits[labels[0]][0]])
     print(f"{'phase':<{width}}  seconds")
     for name, seconds in rows:
         print(f"{name:<{width}}  {seconds:7.2f}")
-    labels = list(polls)
     print(f"\nA TorchTrainer fit, by the Train controller's poll interval (median of {rounds} interleaved fits each):")
     print(f"{'phase':<{width}}  " + "  ".join(f"{label:>22}" for label in labels))
     for phase in fits[labels[0]][0]:
