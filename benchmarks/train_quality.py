@@ -109,7 +109,7 @@ def train(
             kept = f"; {snapshot} keeps the weights of the last evaluation" if snapshot else ""
             raise RuntimeError(f"non-finite training loss at step {step} on {batch['names']}{kept}")
         scheduler.step()
-        running.append(float(loss.detach()))
+        running.append(float(loss))  # train_step returns it detached
         done = step
         out_of_time = (time.time() - start) / 60 > max_minutes
         if step % eval_every == 0 or step == steps or out_of_time:

@@ -135,10 +135,7 @@ class CausalConv2d(nn.Module):
                 if emit
                 else None
             )
-        ring = state.get(self)
-        if ring is None:
-            ring = state[self] = TapRing(self.conv, frame, self.freq_padding, packed_weights(self.conv, state))
-        taps, weight = ring.push(frame)
+        taps, weight = TapRing.of(self, self.conv, frame, self.freq_padding, state).push(frame)
         return frame_conv(taps, weight, self.conv) if emit else None
 
 
@@ -158,6 +155,13 @@ class TapRing:
         self.bins = slice(freq_padding, freq_padding + bins)
         self.rings = frame.new_zeros(self.dilation, batch, bins + 2 * freq_padding, self.taps, channels)
         self.weights, self.frames = weights, 0
+
+    @staticmethod
+    def of(owner: nn.Module, conv: nn.Conv2d, frame: Tensor, freq_padding: int, state: dict) -> TapRing:
+        """`owner`'s ring in the streamer's `state`, made at its first frame."""
+        if owner not in state:
+            state[owner] = TapRing(conv, frame, freq_padding, packed_weights(conv, state))
+        return state[owner]
 
     def push(self, frame: Tensor) -> tuple[Tensor, Tensor]:
         """Store a new frame (B, F, C); return the ring holding its taps and the weight for its order."""
@@ -278,10 +282,7 @@ class SubPixelUp(nn.Module):
 
     def step(self, frame: Tensor, state: dict) -> Tensor:
         """One low-rate frame (B, F, C) -> its time_stride output frames (B, time_stride, F_out, cout)."""
-        ring = state.get(self)
-        if ring is None:
-            ring = state[self] = TapRing(self.conv, frame, 1, packed_weights(self.conv, state))
-        y = frame_conv(*ring.push(frame), self.conv)
+        y = frame_conv(*TapRing.of(self, self.conv, frame, 1, state).push(frame), self.conv)
         if self.freq_stride > 1:
             y = y[:, 1:]
         batch, bins, _ = y.shape
