@@ -79,7 +79,7 @@ def train(
     from gsenet.data import SegmentDataset, collate_batch
     from gsenet.losses import GSENetLoss
     from gsenet.model import GSENet, count_parameters
-    from gsenet.train import lr_factor, train_step
+    from gsenet.train import lr_factor, setup_device, train_step
 
     sr, o = cfg.model.sample_rate, cfg.optim
     train_set = SegmentDataset(
@@ -95,7 +95,10 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, o.warmup_steps, steps, o.schedule, o.min_lr_ratio)
     )
-    log(f"{count_parameters(model):,} parameters, {steps} steps of batch {cfg.data.batch_size}")
+    cpu = torch.device("cpu")
+    autocast_dtype = setup_device(cfg, cpu)  # train.precision, as `gsenet train` reads it (auto = fp32 on CPU)
+    precision = "bf16 autocast" if autocast_dtype is not None else "fp32"
+    log(f"{count_parameters(model):,} parameters, {steps} steps of batch {cfg.data.batch_size}, {precision}")
     curve = [{"step": 0, "si_sdr_vs_beam": si_sdr_gain(model, eval_items), "loss": float("nan"), "minutes": 0.0}]
     if val_items:  # the training distribution's own held-out split: tells mismatch from plateau
         curve[0]["val_si_sdr_vs_beam"] = si_sdr_gain(model, val_items)
@@ -104,7 +107,7 @@ def train(
     parameters = list(model.parameters())
     for step, batch in enumerate(loader, start=1):
         # gsenet train's own step: a non-finite loss comes back before anything is updated.
-        loss = train_step(model, parameters, loss_fn, optimizer, batch, torch.device("cpu"), None, o.grad_clip)
+        loss = train_step(model, parameters, loss_fn, optimizer, batch, cpu, autocast_dtype, o.grad_clip)
         if not torch.isfinite(loss):  # as `gsenet train` does: stop at once and say where
             kept = f"; {snapshot} keeps the weights of the last evaluation" if snapshot else ""
             raise RuntimeError(f"non-finite training loss at step {step} on {batch['names']}{kept}")
