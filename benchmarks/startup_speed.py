@@ -1,7 +1,7 @@
 """Where a training run's (and so a sweep trial's) fixed start-up time goes, phase by phase.
 
     python benchmarks/startup_speed.py            # ~1-2 min on 2 cores
-    python benchmarks/startup_speed.py --cpu-by-process 4   # CPU seconds per process of 4 real fits
+    python benchmarks/startup_speed.py --cpu-by-process 4   # CPU s per process, 4 real fits per variant
 
 Measures, with timestamps, the pieces one `gsenet.train.build_trainer` + `fit` goes through
 before its first training step, without changing any of them:
@@ -12,9 +12,10 @@ before its first training step, without changing any of them:
   placement group, worker process, gloo group), the loop's own gsenet imports, building the model
   and opening the dataset, and the end of the loop -> fit() returning (report, teardown).
 
-`--cpu-by-process N` instead runs N real tiny `gsenet.train.fit` calls back to back on one local
-Ray and samples /proc every 0.2 s: the CPU seconds each kind of process (Ray names its actors'
-processes `ray::<Actor>`) used per fit, against the fit's wall time x the machine's cores.
+`--cpu-by-process N` instead runs N rounds of two real tiny `gsenet.train.fit` calls on one local
+Ray, interleaved (Ray Train's default callbacks, then gsenet's trainer, which starts no
+DatasetManager), and samples /proc every 0.2 s: the CPU seconds each kind of process (Ray names its
+actors' processes `ray::<Actor>`) used per fit, and the fits' wall times.
 """
 
 from __future__ import annotations
@@ -113,38 +114,61 @@ class ProcessCpu:
         return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
+def ray_default_callbacks(trainer) -> list:
+    """What a plain TorchTrainer starts: the baseline of the DatasetManager cut."""
+    from ray.train.torch import TorchTrainer
+
+    return TorchTrainer._create_default_callbacks(trainer)
+
+
 def cpu_by_process(fits: int) -> None:
-    """N tiny real fits (gsenet.train.fit, 1 worker, 1 epoch of 3 steps, SQLite MLflow)."""
+    """N rounds of two tiny real fits each (gsenet.train.fit, 1 worker, 1 epoch of 3 steps, SQLite
+    MLflow), interleaved (order swapped each round): with Ray Train's default callbacks, and with gsenet's trainer as it is
+    (no DatasetManager actor). CPU seconds per process and fit, by variant."""
     from fixtures.recordings import make_dataset
 
     from gsenet.config import ExperimentConfig, apply_overrides
+    from gsenet.failures import GSENetTrainer
     from gsenet.runtime import init_ray, shutdown_ray
     from gsenet.train import fit
 
+    variants = {"Ray's callbacks": ray_default_callbacks, "gsenet's": GSENetTrainer._create_default_callbacks}
+    walls = {label: [] for label in variants}
+    totals = {label: collections.defaultdict(float) for label in variants}
     with tempfile.TemporaryDirectory() as folder:
         data = make_dataset(Path(folder) / "ds", n_per_split={"train": 3, "val": 2, "test": 1}, seconds=1.0, seed=7)
         init_ray(num_cpus=2)
         time.sleep(5)  # Ray's own start-up settles before anything counts
-        sampler, walls = ProcessCpu(), []
-        for i in range(fits):
-            cfg = apply_overrides(ExperimentConfig(), {
-                "data.path": str(data), "data.segment_seconds": 0.5, "data.batch_size": 2,
-                "model.widths": [4, 4, 8, 8, 8, 8], "model.dilation_depth": 1, "optim.warmup_steps": 1,
-                "train.epochs": 1, "train.steps_per_epoch": 3, "train.metric_subset": 0, "train.name": f"fit{i}",
-                "train.storage_path": f"{folder}/runs", "tracking.mlflow_uri": f"sqlite:///{folder}/mlflow.db",
-            })  # fmt: skip
-            start = time.perf_counter()
-            fit(cfg)
-            walls.append(time.perf_counter() - start)
-        totals = sampler.by_name()
+        for i in range(fits):  # each round swaps which variant goes first: neither pays Ray's first-use costs alone
+            for label, callbacks in sorted(variants.items(), reverse=i % 2 == 1):
+                GSENetTrainer._create_default_callbacks = callbacks  # read by fit() in this process
+                cfg = apply_overrides(ExperimentConfig(), {
+                    "data.path": str(data), "data.segment_seconds": 0.5, "data.batch_size": 2,
+                    "model.widths": [4, 4, 8, 8, 8, 8], "model.dilation_depth": 1, "optim.warmup_steps": 1,
+                    "train.epochs": 1, "train.steps_per_epoch": 3, "train.metric_subset": 0,
+                    "train.name": f"fit{i}-{len(walls[label])}-{label[:3]}", "train.storage_path": f"{folder}/runs",
+                    "tracking.mlflow_uri": f"sqlite:///{folder}/mlflow.db",
+                })  # fmt: skip
+                sampler, start = ProcessCpu(), time.perf_counter()
+                fit(cfg)
+                time.sleep(1)  # the run's helper processes exit and take their last sample
+                walls[label].append(time.perf_counter() - start - 1)
+                for name, cpu in sampler.by_name().items():
+                    totals[label][name] += cpu
+        GSENetTrainer._create_default_callbacks = variants["gsenet's"]
         shutdown_ray()
-    wall, cores = statistics.median(walls), os.cpu_count()
-    print(f"\n{fits} fits: wall {statistics.median(walls):.1f} s each (median; {min(walls):.1f}-{max(walls):.1f})")
-    print(f"{'process':<40}  CPU s per fit")
-    for name, cpu in totals.items():
-        if cpu / fits >= 0.1:
-            print(f"{name[:40]:<40}  {cpu / fits:6.2f}")
-    print(f"{'all processes':<40}  {sum(totals.values()) / fits:6.2f}  (of {wall * cores:.1f} = wall x {cores} cores)")
+    labels, cores = list(variants), os.cpu_count()
+    names = sorted(
+        {n for t in totals.values() for n, cpu in t.items() if cpu / fits >= 0.1}, key=lambda n: -totals[labels[0]][n]
+    )
+    print(f"\n{fits} interleaved fits per variant, CPU s per fit (median wall in the last rows)")
+    print(f"{'process':<40}  " + "  ".join(f"{label:>16}" for label in labels))
+    for name in names:
+        print(f"{name[:40]:<40}  " + "  ".join(f"{totals[label][name] / fits:16.2f}" for label in labels))
+    print(f"{'all processes':<40}  " + "  ".join(f"{sum(totals[label].values()) / fits:16.2f}" for label in labels))
+    print(f"{'wall s per fit':<40}  " + "  ".join(f"{statistics.median(walls[label]):16.2f}" for label in labels))
+    spreads = "  ".join(f"{label}: {min(walls[label]):.1f}-{max(walls[label]):.1f}" for label in labels)
+    print(f"(wall spread {spreads}; the machine had {cores} cores)")
 
 
 def main() -> None:

@@ -9,6 +9,9 @@ once. A worker that died (its process or node lost, a preemption) is still retri
 
 This plugs into Ray Train's failure policy, a DeveloperAPI of Ray 2.60 (checked in its code):
 `DataParallelTrainer._initialize_and_run_controller(failure_policy=...)`.
+
+The same trainer also leaves out Ray Train's Ray Data plumbing when a run has no Ray Datasets (a
+gsenet run never has: its workers read their own files): see `without_unused_datasets`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 
 from ray.train.torch import TorchTrainer
+from ray.train.v2._internal.callbacks import DatasetsCallback
 from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy
 from ray.train.v2._internal.execution.failure_handling.default import _is_preemption_failure
 from ray.train.v2._internal.execution.failure_handling.failure_policy import FailureDecision
@@ -59,8 +63,24 @@ class FailFastOnUserErrors(DefaultFailurePolicy):
         return super().make_decision(training_failed_error)
 
 
+def without_unused_datasets(callbacks: list, datasets: dict | None) -> list:
+    """Ray Train's default callbacks minus its DatasetsCallback when there are no Ray Datasets.
+
+    That callback starts a `DatasetManager` actor for every run, datasets or not: a fresh Python
+    process importing ray.data (~2 CPU-s), and it sends ray.data's context to every worker. A sweep trial paid this on 2 cores shared with
+    the other trial (benchmarks/startup_speed.py --cpu-by-process). With datasets it stays.
+    """
+    if datasets:
+        return callbacks
+    return [callback for callback in callbacks if not isinstance(callback, DatasetsCallback)]
+
+
 class GSENetTrainer(TorchTrainer):
-    """TorchTrainer with FailFastOnUserErrors as its failure policy."""
+    """TorchTrainer with FailFastOnUserErrors as its failure policy and no Ray Data plumbing
+    when it has no Ray Datasets (`DataParallelTrainer._create_default_callbacks`, Ray 2.60)."""
+
+    def _create_default_callbacks(self):
+        return without_unused_datasets(super()._create_default_callbacks(), self.datasets)
 
     def _initialize_and_run_controller(self, **controller_init_kwargs):
         controller_init_kwargs["failure_policy"] = FailFastOnUserErrors(self.run_config.failure_config)

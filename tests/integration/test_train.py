@@ -119,6 +119,17 @@ def test_worker_uses_its_cpus_and_logs_flops(trained, mlflow_server, tmp_path): 
     assert len(history) == EPOCHS and all(m.value > 0 for m in history)
 
 
+def test_run_starts_ray_trains_helpers_but_no_ray_data_actors(trained):
+    """gsenet's workers read their own files: Ray Train's Ray Data manager (a process per run) must
+    not start. Read from Ray's own actor table, which keeps dead actors. (The autoscaling coordinator
+    Ray Train's scaling policy gets or creates is one per cluster, not per run: not checked.)"""
+    from ray.util.state import list_actors
+
+    classes = {actor.class_name for actor in list_actors(limit=10_000)}
+    assert {"TrainController", "RayTrainWorker", "SynchronizationActor"} <= classes, classes  # the table has the run
+    assert "DatasetManager" not in classes, classes
+
+
 def test_checkpoint_holds_training_state(trained):
     import torch
 
