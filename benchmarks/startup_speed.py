@@ -114,25 +114,23 @@ class ProcessCpu:
         return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
-def ray_default_callbacks(trainer) -> list:
-    """What a plain TorchTrainer starts: the baseline of the DatasetManager cut."""
-    from ray.train.torch import TorchTrainer
-
-    return TorchTrainer._create_default_callbacks(trainer)
-
-
 def cpu_by_process(fits: int) -> None:
     """N rounds of two tiny real fits each (gsenet.train.fit, 1 worker, 1 epoch of 3 steps, SQLite
-    MLflow), interleaved (order swapped each round): with Ray Train's default callbacks, and with gsenet's trainer as it is
-    (no DatasetManager actor). CPU seconds per process and fit, by variant."""
+    MLflow), interleaved (order swapped each round): with Ray Train's default callbacks (what a
+    plain TorchTrainer starts), and with gsenet's trainer as it is (no DatasetManager actor). CPU
+    seconds per process and fit, by variant."""
     from fixtures.recordings import make_dataset
+    from ray.train.torch import TorchTrainer
 
     from gsenet.config import ExperimentConfig, apply_overrides
     from gsenet.failures import GSENetTrainer
     from gsenet.runtime import init_ray, shutdown_ray
     from gsenet.train import fit
 
-    variants = {"Ray's callbacks": ray_default_callbacks, "gsenet's": GSENetTrainer._create_default_callbacks}
+    variants = {
+        "Ray's callbacks": TorchTrainer._create_default_callbacks,
+        "gsenet's": GSENetTrainer._create_default_callbacks,
+    }
     walls = {label: [] for label in variants}
     totals = {label: collections.defaultdict(float) for label in variants}
     with tempfile.TemporaryDirectory() as folder:
@@ -146,16 +144,18 @@ def cpu_by_process(fits: int) -> None:
                     "data.path": str(data), "data.segment_seconds": 0.5, "data.batch_size": 2,
                     "model.widths": [4, 4, 8, 8, 8, 8], "model.dilation_depth": 1, "optim.warmup_steps": 1,
                     "train.epochs": 1, "train.steps_per_epoch": 3, "train.metric_subset": 0,
-                    "train.name": f"fit{i}-{len(walls[label])}-{label[:3]}", "train.storage_path": f"{folder}/runs",
+                    "train.name": f"fit{i}-{label[:3]}", "train.storage_path": f"{folder}/runs",
                     "tracking.mlflow_uri": f"sqlite:///{folder}/mlflow.db",
                 })  # fmt: skip
                 sampler, start = ProcessCpu(), time.perf_counter()
-                fit(cfg)
+                try:
+                    fit(cfg)
+                finally:
+                    GSENetTrainer._create_default_callbacks = variants["gsenet's"]
+                walls[label].append(time.perf_counter() - start)
                 time.sleep(1)  # the run's helper processes exit and take their last sample
-                walls[label].append(time.perf_counter() - start - 1)
                 for name, cpu in sampler.by_name().items():
                     totals[label][name] += cpu
-        GSENetTrainer._create_default_callbacks = variants["gsenet's"]
         shutdown_ray()
     labels, cores = list(variants), os.cpu_count()
     names = sorted(

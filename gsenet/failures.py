@@ -67,8 +67,9 @@ def without_unused_datasets(callbacks: list, datasets: dict | None) -> list:
     """Ray Train's default callbacks minus its DatasetsCallback when there are no Ray Datasets.
 
     That callback starts a `DatasetManager` actor for every run, datasets or not: a fresh Python
-    process importing ray.data (~2 CPU-s), and it sends ray.data's context to every worker. A sweep trial paid this on 2 cores shared with
-    the other trial (benchmarks/startup_speed.py --cpu-by-process). With datasets it stays.
+    process importing ray.data (~2 CPU-s), and it sends ray.data's context to every worker. A sweep
+    trial paid this on 2 cores shared with the other trial (benchmarks/startup_speed.py
+    --cpu-by-process). With datasets it stays.
     """
     if datasets:
         return callbacks
